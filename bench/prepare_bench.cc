@@ -1,0 +1,258 @@
+// prepare_bench: what NodePrepareResources costs, next to its floor.
+//  The floor (design.md §7) is one API GET of the claim plus one durable atomic file write
+//  (the checkpoint), both measured here in the same run on the same state directory.
+//  Then NodePrepareResources for a one-device claim over the real unix socket (v1, a gRPC
+//  client playing the kubelet; CDI specs on /dev/shm, a tmpfs like /var/run/cdi) at
+//  concurrency 1 and 8: p50/p99, the share of the time spent
+//  waiting for the API (from the client's request observer), and the process RSS.
+// Everything runs in this process: an apidouble::FakeApiServer on 127.0.0.1, the real
+// ClaimPreparer and kubelet::Plugin on a generated p5.48xlarge tree (32 EFAs).
+//
+// Usage: prepare_bench [--iterations N] [--state-dir DIR]   (DIR: where checkpoints go; its
+//        filesystem decides the fsync cost; default a scratch dir under /var/tmp)
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+
+#include "dra/v1/api.grpc.pb.h"
+#include "efadra/apidouble/fake_api_server.h"
+#include "efadra/claims/claim_preparer.h"
+#include "efadra/discovery/discoverer.h"
+#include "efadra/kube/client.h"
+#include "efadra/kubelet/plugin.h"
+#include "efadra/slices/resource_slices.h"
+#include "efadra/sysfstree/bundled.h"
+#include "efadra/sysfstree/topology.h"
+#include "efadra/sysfstree/tree_builder.h"
+
+namespace {
+
+namespace dra = k8s::io::kubelet::pkg::apis::dra::v1;
+using Clock = std::chrono::steady_clock;
+constexpr char kNode[] = "bench-node";
+
+double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+struct Percentiles {
+  double p50 = 0, p99 = 0;
+};
+Percentiles Of(std::vector<double> samples) {
+  if (samples.empty()) return {};
+  std::sort(samples.begin(), samples.end());
+  auto at = [&](double q) {
+    return samples[std::min(samples.size() - 1, static_cast<size_t>(q * samples.size()))];
+  };
+  return {at(0.50), at(0.99)};
+}
+
+long RssKiB() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+  }
+  return 0;
+}
+
+// Sums the time the client spent in GETs (the API wait of a prepare).
+class GetTimer : public efadra::kube::RequestObserver {
+ public:
+  void OnRequest(std::string_view verb, int, std::chrono::microseconds latency) override {
+    if (verb == "GET") total_us_ += latency.count();
+  }
+  double TotalMs() const { return static_cast<double>(total_us_.load()) / 1000.0; }
+  void Reset() { total_us_ = 0; }
+
+ private:
+  std::atomic<int64_t> total_us_{0};
+};
+
+nlohmann::json Claim(const std::string& name, const std::string& uid, const std::string& device) {
+  nlohmann::json result = {{"request", "efa"}, {"driver", "dra.net"}, {"pool", kNode},
+                           {"device", device}};
+  return {{"apiVersion", "resource.k8s.io/v1"},
+          {"kind", "ResourceClaim"},
+          {"metadata", {{"namespace", "bench"}, {"name", name}, {"uid", uid}}},
+          {"spec", {{"devices", {{"requests", nlohmann::json::array()}}}}},
+          {"status", {{"allocation", {{"devices", {{"results", {result}}}}}}}}};
+}
+
+int Fail(const std::string& what) {
+  std::fprintf(stderr, "prepare_bench: %s\n", what.c_str());
+  return 1;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int iterations = 300;
+  std::string state_root = "/var/tmp";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string flag = argv[i];
+    if (flag == "--iterations") {
+      iterations = std::atoi(argv[i + 1]);
+    } else if (flag == "--state-dir") {
+      state_root = argv[i + 1];
+    } else {
+      return Fail("unknown flag " + flag);
+    }
+  }
+  spdlog::set_level(spdlog::level::warn);
+  std::string scratch_template = "/tmp/prepare-bench-XXXXXX";
+  const std::string scratch = ::mkdtemp(scratch_template.data());
+  std::string state_template = state_root + "/prepare-bench-state-XXXXXX";
+  if (::mkdtemp(state_template.data()) == nullptr) return Fail("cannot create " + state_template);
+  const std::string state_dir = state_template;
+
+  auto topology = efadra::sysfstree::ParseTopology(*efadra::sysfstree::BundledTopology("p5.48xlarge"));
+  if (!topology.ok() ||
+      !efadra::sysfstree::BuildSysfsTree(*topology, scratch + "/sys", scratch + "/dev").ok()) {
+    return Fail("cannot build the p5.48xlarge tree");
+  }
+  auto sysfs = efadra::core::NewPosixFilesystem(scratch + "/sys");
+  auto dev = efadra::core::NewPosixFilesystem(scratch + "/dev");
+  efadra::discovery::Discoverer discoverer(*sysfs, *dev, nullptr);
+  auto discovered = discoverer.Discover();
+  if (!discovered.ok()) return Fail(discovered.status().ToString());
+  auto inventory = std::make_shared<const efadra::discovery::Inventory>(std::move(*discovered));
+
+  efadra::apidouble::FakeApiServer api;
+  if (!api.Start().ok()) return Fail("cannot start the API server double");
+  efadra::kube::ClientConfig config;
+  config.server = api.url();
+  auto client = efadra::kube::Client::Create(config);
+  if (!client.ok()) return Fail(client.status().ToString());
+  GetTimer get_timer;
+  (*client)->SetObserver(&get_timer);
+
+  // The floor, part 1: one GET of a claim.
+  api.PutResourceClaim(Claim("floor", "uid-floor", "x"));
+  std::vector<double> get_ms;
+  for (int i = 0; i < iterations; ++i) {
+    const auto start = Clock::now();
+    auto got = (*client)->Get("/apis/resource.k8s.io/v1/namespaces/bench/resourceclaims/floor");
+    get_ms.push_back(Ms(Clock::now() - start));
+    if (!got.ok()) return Fail(got.status().ToString());
+  }
+  // The floor, part 2: one durable atomic write of a checkpoint-sized file.
+  auto state_fs = efadra::core::NewPosixFilesystem(state_dir);
+  std::vector<double> write_ms;
+  const std::string payload(1500, 'x');
+  for (int i = 0; i < iterations; ++i) {
+    const auto start = Clock::now();
+    efadra::Status written = state_fs->WriteFileAtomic("/floor.json", payload, {.durable = true});
+    write_ms.push_back(Ms(Clock::now() - start));
+    if (!written.ok()) return Fail(written.ToString());
+  }
+  state_fs->RemoveFile("/floor.json").IgnoreError();
+
+  // CDI specs go to a tmpfs, as /var/run/cdi is one on nodes.
+  std::string cdi_template = "/dev/shm/prepare-bench-cdi-XXXXXX";
+  const std::string cdi_dir =
+      ::mkdtemp(cdi_template.data()) != nullptr ? cdi_template : scratch + "/cdi";
+  auto cdi_fs = efadra::core::NewPosixFilesystem(cdi_dir);
+  efadra::claims::PreparerOptions preparer_options;
+  preparer_options.node_name = kNode;
+  preparer_options.dev_root = scratch + "/dev";
+  preparer_options.boot_id = "bench";
+  efadra::claims::ClaimPreparer preparer(preparer_options, **client, *cdi_fs, *state_fs,
+                                         [&] { return inventory; });
+  if (!preparer.Start().ok()) return Fail("claim preparer did not start");
+  efadra::kubelet::PluginOptions plugin_options;
+  plugin_options.registrar_dir = scratch + "/registry";
+  plugin_options.plugin_dir = scratch + "/plugin";
+  efadra::kubelet::Plugin plugin(plugin_options, preparer);
+  if (!plugin.Start().ok()) return Fail("plugin did not start");
+
+  std::printf("prepare_bench: p5.48xlarge tree, %d iterations, state dir %s\n", iterations,
+              state_dir.c_str());
+  const auto get = Of(get_ms);
+  const auto write = Of(write_ms);
+  std::printf("floor: API GET p50 %.3f ms p99 %.3f ms; durable atomic write p50 %.3f ms p99 %.3f ms;"
+              " sum p50 %.3f ms p99 %.3f ms\n",
+              get.p50, get.p99, write.p50, write.p99, get.p50 + write.p50, get.p99 + write.p99);
+
+  for (int concurrency : {1, 8}) {
+    // Each worker owns one device and prepares/unprepares a fresh claim on it, so claims never
+    // conflict; only the prepare is timed.
+    const int per_worker = std::max(1, iterations / concurrency);
+    for (int w = 0; w < concurrency; ++w) {
+      const std::string device =
+          efadra::slices::DeviceName(inventory->devices[static_cast<size_t>(w)].pci_address);
+      for (int i = 0; i < per_worker; ++i) {
+        const std::string id = std::to_string(concurrency) + "-" + std::to_string(w) + "-" +
+                               std::to_string(i);
+        api.PutResourceClaim(Claim("c" + id, "uid-" + id, device));
+      }
+    }
+    get_timer.Reset();
+    std::mutex mu;
+    std::vector<double> prepare_ms;
+    std::atomic<int> failures{0};
+    const auto wall_start = Clock::now();
+    std::vector<std::thread> workers;
+    for (int w = 0; w < concurrency; ++w) {
+      workers.emplace_back([&, w] {
+        auto stub = dra::DRAPlugin::NewStub(grpc::CreateChannel(
+            "unix:" + plugin.DraSocketPath(), grpc::InsecureChannelCredentials()));
+        for (int i = 0; i < per_worker; ++i) {
+          const std::string id = std::to_string(concurrency) + "-" + std::to_string(w) + "-" +
+                                 std::to_string(i);
+          dra::NodePrepareResourcesRequest request;
+          auto* claim = request.add_claims();
+          claim->set_namespace_("bench");
+          claim->set_name("c" + id);
+          claim->set_uid("uid-" + id);
+          dra::NodePrepareResourcesResponse response;
+          grpc::ClientContext context;
+          const auto start = Clock::now();
+          grpc::Status status = stub->NodePrepareResources(&context, request, &response);
+          const double ms = Ms(Clock::now() - start);
+          if (!status.ok() || !response.claims().at("uid-" + id).error().empty()) ++failures;
+          {
+            std::lock_guard<std::mutex> lock(mu);
+            prepare_ms.push_back(ms);
+          }
+          dra::NodeUnprepareResourcesRequest unprepare;
+          *unprepare.add_claims() = *claim;
+          dra::NodeUnprepareResourcesResponse unprepared;
+          grpc::ClientContext unprepare_context;
+          stub->NodeUnprepareResources(&unprepare_context, unprepare, &unprepared);
+        }
+      });
+    }
+    for (auto& worker : workers) worker.join();
+    const double wall_ms = Ms(Clock::now() - wall_start);
+    double total_ms = 0;
+    for (double ms : prepare_ms) total_ms += ms;
+    const auto prepare = Of(prepare_ms);
+    std::printf(
+        "NodePrepareResources (1 device) concurrency %d: %zu calls, %d failed, p50 %.3f ms "
+        "p99 %.3f ms (p99 / floor p99 = %.2f), API wait %.0f%% of prepare time, %.0f prepares/s\n",
+        concurrency, prepare_ms.size(), failures.load(), prepare.p50, prepare.p99,
+        prepare.p99 / (get.p99 + write.p99), 100.0 * get_timer.TotalMs() / total_ms,
+        1000.0 * static_cast<double>(prepare_ms.size()) / wall_ms);
+  }
+  std::printf("RSS of this process (driver parts + API double + client): %.1f MiB\n",
+              static_cast<double>(RssKiB()) / 1024.0);
+  plugin.Stop();
+  client->reset();
+  api.Stop();
+  std::filesystem::remove_all(scratch);
+  std::filesystem::remove_all(state_dir);
+  std::filesystem::remove_all(cdi_dir);
+  return 0;
+}

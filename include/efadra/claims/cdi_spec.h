@@ -1,0 +1,56 @@
+// The CDI spec of one prepared claim (design.md §6, contracts.md §7): pure functions, no I/O.
+//
+// One spec file per claim, kind "<driver>/efa", one CDI device per allocated EFA named
+// "<claimUID>-<deviceName>". Each device injects its uverbs node with the host's major:minor
+// (path = the container path /dev/infiniband/uverbsN, hostPath = the node under --dev-root).
+// The spec-level edits, applied whenever any device of the claim is injected, add
+// /dev/infiniband/rdma_cm (only when the host has it) and FI_EFA_IFACE listing every RDMA
+// device of the claim: a container that gets a subset of the claim's devices sees the other
+// names in the list but not their uverbs nodes, and libibverbs hides devices without a node,
+// so the list only ever narrows libfabric to devices the claim owns.
+// cdiVersion is "0.5.0": the lowest version that allows hostPath and device names starting with
+// a digit (claim UIDs often do), so runtimes with older CDI libraries still load it.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "efadra/discovery/efa_device.h"
+
+namespace efadra::claims {
+
+inline constexpr char kCdiVersion[] = "0.5.0";
+inline constexpr char kCdiClass[] = "efa";
+
+// A char device node on the host (for rdma_cm, whose minor is dynamic).
+struct HostCharDevice {
+  uint32_t major = 0;
+  uint32_t minor = 0;
+};
+
+// "<driver>/efa".
+std::string CdiKind(std::string_view driver);
+// "<claimUID>-<deviceName>".
+std::string CdiDeviceName(std::string_view claim_uid, std::string_view device_name);
+// Fully qualified: "<driver>/efa=<claimUID>-<deviceName>".
+std::string CdiDeviceId(std::string_view driver, std::string_view claim_uid,
+                        std::string_view device_name);
+// "<driver>-efa_<claimUID>.json" (the CDI library's transient spec naming).
+std::string CdiSpecFileName(std::string_view driver, std::string_view claim_uid);
+
+struct CdiDeviceInput {
+  std::string device_name;  // "pci-0000-10-1b-0"
+  const discovery::EfaDevice* device = nullptr;
+};
+
+// The spec for `devices` (in allocation order). `dev_root` is --dev-root ("/dev");
+// rdma_cm is the host's /dev/infiniband/rdma_cm when present.
+nlohmann::json BuildCdiSpec(std::string_view driver, std::string_view claim_uid,
+                            const std::vector<CdiDeviceInput>& devices, std::string_view dev_root,
+                            const std::optional<HostCharDevice>& rdma_cm);
+
+}  // namespace efadra::claims

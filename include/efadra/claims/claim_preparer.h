@@ -1,0 +1,99 @@
+// ClaimPreparer: turns a ResourceClaim allocated to this node into CDI device ids, and back.
+// The kubelet module calls it from the DRA gRPC services (v1 and v1beta1 share it).
+//
+// Prepare, per claim: GET the ResourceClaim, check its UID and allocation, keep only results
+// whose driver is ours and whose pool is this node, check every device exists here and is not
+// prepared for another claim, write the checkpoint (durable) and then the CDI spec, and answer
+// the devices with their base request names and CDI ids. Idempotent per claim UID: a repeat
+// answers the same without rewriting anything. Different claims are prepared concurrently;
+// calls for the same claim are serialised. Unprepare removes the CDI spec and the checkpoint;
+// unknown or already unprepared claims succeed.
+//
+// Errors are per claim (PrepareResult::status); one bad claim never fails the others.
+// Thread-safe.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "efadra/core/clock.h"
+#include "efadra/core/filesystem.h"
+#include "efadra/core/status.h"
+#include "efadra/discovery/efa_device.h"
+#include "efadra/kube/client.h"
+
+namespace efadra::claims {
+
+// What the kubelet sends for one claim.
+struct ClaimRef {
+  std::string namespace_name;
+  std::string name;
+  std::string uid;
+};
+
+// One prepared device, as the kubelet's Device message wants it.
+struct PreparedDevice {
+  std::vector<std::string> request_names;  // base names ("efa" for "efa/sub")
+  std::string pool_name;
+  std::string device_name;                 // "pci-0000-10-1b-0"
+  std::vector<std::string> cdi_device_ids; // "dra.net/efa=<claimUID>-pci-0000-10-1b-0"
+  std::optional<std::string> share_id;     // from the allocation result (v1 only)
+};
+
+struct PrepareResult {
+  Status status;  // non-OK: this claim failed; the message names the claim
+  std::vector<PreparedDevice> devices;
+};
+
+// The latest inventory of this node (discovery refreshes it); never null.
+using InventoryProvider = std::function<std::shared_ptr<const discovery::Inventory>()>;
+
+struct PreparerOptions {
+  std::string driver_name = "dra.net";
+  std::string node_name;  // == pool name
+  // Where /dev is on the host (the hostPath of CDI device nodes): "/dev" in production.
+  std::string dev_root = "/dev";
+  // The node's boot id (/proc/sys/kernel/random/boot_id, or --boot-id-file in tests).
+  std::string boot_id;
+};
+
+class ClaimPreparer {
+ public:
+  // cdi_fs is rooted at --cdi-root, state_fs at --state-dir; both must outlive the preparer,
+  // as must `client`.
+  ClaimPreparer(PreparerOptions options, kube::Client& client, core::Filesystem& cdi_fs,
+                core::Filesystem& state_fs, InventoryProvider inventory,
+                core::Clock& clock = core::RealClock());
+  ~ClaimPreparer();
+  ClaimPreparer(const ClaimPreparer&) = delete;
+  ClaimPreparer& operator=(const ClaimPreparer&) = delete;
+
+  // Loads the checkpoints; rewrites the CDI specs of checkpointed claims that are missing or
+  // were written before a reboot (boot id changed). Corrupt or future-version checkpoint files
+  // are reported (returned in the warnings) and skipped, never fatal. Call once before serving.
+  Status Start(std::vector<std::string>* warnings = nullptr);
+
+  // Keyed by claim UID; one entry per distinct UID in `claims`.
+  std::map<std::string, PrepareResult> Prepare(const std::vector<ClaimRef>& claims);
+
+  // Keyed by claim UID; OK for claims that were never prepared.
+  std::map<std::string, Status> Unprepare(const std::vector<ClaimRef>& claims);
+
+  // Re-reads the checkpoint directory: claims another instance prepared (a rolling-update twin
+  // sharing --state-dir) become known, claims it unprepared are forgotten. The caller holds the
+  // lock both instances share. Unreadable files are reported in the warnings and skipped.
+  Status SyncWithDisk(std::vector<std::string>* warnings = nullptr);
+
+  // UIDs of the claims prepared now (for health and metrics).
+  std::vector<std::string> PreparedClaimUids() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace efadra::claims

@@ -1,0 +1,96 @@
+// The kubelet side of the driver: the DRA gRPC services (v1 and v1beta1, plus the device-health
+// stream when a HealthSource is given) on <plugin-dir>/dra.sock and the plugin-registration
+// service on <registrar-dir>/<driver>-reg.sock (contracts.md §1, §2, §4.1).
+//
+// Start() serves the DRA socket first and the registration socket second, because the kubelet
+// may call the DRA endpoint as soon as it sees the registration socket. Stale sockets of a
+// crashed instance are replaced; directories are created. While running, a watcher re-creates
+// a socket whose file vanished (the kubelet's restart recreates its plugin directories), which
+// makes the kubelet register the driver again without a driver restart. Stop() lets in-flight
+// calls finish (bounded), stops serving and removes both sockets.
+//
+// With a pod UID (rolling-update mode) the sockets are <driver>-<podUID>-reg.sock and
+// dra-<podUID>.sock so an old and a new pod can overlap, and every prepare/unprepare holds a
+// flock on <plugin-dir>/serialize.lock and first re-reads the shared checkpoints, so the two
+// pods never disagree about what is prepared.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "efadra/claims/claim_preparer.h"
+#include "efadra/core/status.h"
+#include "efadra/kubelet/health_source.h"
+
+namespace efadra::kubelet {
+
+// The strings the kubelet matches (contracts.md §1.2, §2.1, §3).
+inline constexpr char kPluginType[] = "DRAPlugin";
+inline constexpr char kDraV1Service[] = "v1.DRAPlugin";
+inline constexpr char kDraV1beta1Service[] = "v1beta1.DRAPlugin";
+inline constexpr char kHealthService[] = "v1alpha1.DRAResourceHealth";
+
+struct PluginOptions {
+  std::string driver_name = "dra.net";
+  std::string registrar_dir = "/var/lib/kubelet/plugins_registry";
+  std::string plugin_dir;  // e.g. /var/lib/kubelet/plugins/dra.net
+  std::string pod_uid;     // non-empty: rolling-update socket names and the shared flock
+  // How often the watcher checks that both socket files are still ours.
+  std::chrono::milliseconds socket_check_period{1000};
+  // After the kubelet rejects the registration, re-offer it (re-create the socket) this late.
+  std::chrono::milliseconds rejected_retry{30'000};
+  // Stop() waits this long for in-flight calls before cancelling them.
+  std::chrono::milliseconds shutdown_grace{5'000};
+  // Largest accepted request (bytes) and claims per request; both far above what a kubelet sends.
+  int max_request_bytes = 4 << 20;
+  size_t max_claims_per_request = 1024;
+};
+
+// What the kubelet last said through NotifyRegistrationStatus.
+struct RegistrationState {
+  enum class Phase { kNotServing, kWaitingForKubelet, kRegistered, kRejected };
+  Phase phase = Phase::kNotServing;
+  std::string error;     // the kubelet's text when rejected
+  int registrations = 0;  // successful registrations since Start (re-registrations count)
+};
+std::string_view PhaseName(RegistrationState::Phase phase);
+
+// Seen by the metrics: one finished prepare or unprepare call.
+struct CallRecord {
+  std::string_view method;       // "NodePrepareResources" | "NodeUnprepareResources"
+  std::string_view api_version;  // "v1" | "v1beta1"
+  size_t claims = 0;
+  size_t failed_claims = 0;
+  std::chrono::nanoseconds duration{0};
+};
+
+class Plugin {
+ public:
+  // `preparer` (and `health`, when given) must outlive the plugin.
+  Plugin(PluginOptions options, claims::ClaimPreparer& preparer, HealthSource* health = nullptr);
+  ~Plugin();
+  Plugin(const Plugin&) = delete;
+  Plugin& operator=(const Plugin&) = delete;
+
+  // Called after every successful (re-)registration, on a gRPC thread; keep it short.
+  void OnRegistered(std::function<void()> callback);
+  // Called after every prepare/unprepare RPC, on a gRPC thread.
+  void OnCall(std::function<void(const CallRecord&)> callback);
+
+  Status Start();
+  void Stop();
+
+  std::string RegistrationSocketPath() const;
+  std::string DraSocketPath() const;
+  RegistrationState Registration() const;
+  // True while both sockets are served (for /healthz).
+  bool Serving() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace efadra::kubelet

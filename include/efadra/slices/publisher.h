@@ -1,0 +1,153 @@
+// Publisher: keeps this node's ResourceSlices in the API server equal to
+// DesiredSlices(inventory, node, driver), replicating the Go helper's resourceslice controller
+// (contracts.md §4.4) with fewer writes:
+//  * lists this node's slices of this driver (fieldSelector spec.driver=,spec.nodeName=),
+//    matches them to the desired slices (same device set, else same index in the name, else
+//    the one-existing/one-desired case), deletes obsolete ones first, updates in place, creates
+//    the rest; nothing is written when nothing changed, so slices left by a previous instance
+//    with the same content are adopted with zero writes;
+//  * pool generation: the highest existing one is kept when the sync needs no create, no
+//    delete of a current slice and at most one update; otherwise it is bumped by one and every
+//    slice is rewritten (the scheduler uses only the highest generation's slices);
+//  * sets no labels: the Go helper sets none and finds its slices by field selector, and a
+//    label would cost one write per slice when adopting slices published by DRANET;
+//  * watches its slices and re-syncs at once when one is changed or deleted from outside (the
+//    kubelet wipes them), instead of the Go helper's 30 s delay;
+//  * rescans the hardware every `resync` and, debounced, whenever RescanSoon() is called
+//    (kernel events), and syncs only when the desired slices changed;
+//  * retries failed syncs with capped exponential backoff and jitter (the client below it
+//    already honours Retry-After); a 409 conflict re-reads and retries at once.
+// Slices are left in place on Stop(): the kubelet wipes them 30 s after the plugin goes away
+// unless a new instance adopts them.
+//
+// Owned by engineer "slices". Thread safety: all public methods may be called from any thread.
+// The publisher runs two threads of its own (sync, watch) between Start() and Stop().
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "efadra/core/status.h"
+#include "efadra/discovery/efa_device.h"
+#include "efadra/slices/api_limits.h"
+#include "efadra/slices/slice_api.h"
+
+namespace efadra::slices {
+
+struct PublisherOptions {
+  std::string driver_name = "dra.net";
+  std::string node_name;
+  int max_devices_per_slice = kMaxDevicesPerSlice;
+  // --taint-unhealthy (see SliceOptions::taint_unhealthy).
+  bool taint_unhealthy = false;
+  // Periodic hardware rescan (--resync).
+  std::chrono::milliseconds resync{std::chrono::seconds(60)};
+  // Kernel events arrive in bursts (a device and its port, netdev and uverbs node); one
+  // rescan after the burst settles.
+  std::chrono::milliseconds debounce{std::chrono::milliseconds(100)};
+  std::chrono::milliseconds initial_backoff{std::chrono::milliseconds(100)};
+  std::chrono::milliseconds max_backoff{std::chrono::seconds(10)};
+};
+
+// Returns the node's current inventory (discovery). Called on the publisher's sync thread.
+using InventoryScanner = std::function<Result<discovery::Inventory>()>;
+
+// What /readyz and /metrics report.
+struct PublisherState {
+  bool first_publish_done = false;
+  std::string last_error;  // "" after a successful sync
+  int slices_published = 0;
+  int devices_published = 0;
+  int64_t pool_generation = 0;
+  uint64_t syncs = 0;          // reconciles run (each lists once)
+  uint64_t sync_failures = 0;  // reconciles that returned an error
+  uint64_t writes = 0;         // creates + updates + deletes sent
+  uint64_t scans = 0;          // hardware scans
+};
+
+class Publisher {
+ public:
+  Publisher(SliceApi& api, InventoryScanner scanner, PublisherOptions options);
+  ~Publisher();  // Stop()
+  Publisher(const Publisher&) = delete;
+  Publisher& operator=(const Publisher&) = delete;
+
+  // kInvalidArgument when the driver or node name is unusable (the message names it).
+  // Starts the threads and returns at once: the first scan and publish happen on them.
+  Status Start();
+  // Stops and joins the threads (returns within the client's per-request time); idempotent.
+  void Stop();
+
+  // A kernel event was seen: rescan after `debounce`.
+  void RescanSoon();
+  // Check the API now (e.g. after kubelet re-registration) even if nothing changed locally.
+  void RepublishNow();
+
+  bool FirstPublishDone() const;
+  std::string LastError() const;
+  PublisherState State() const;
+
+  // One reconcile of `inventory` against the API, synchronously, on the caller's thread (the
+  // sync thread uses it; tests and `discover --slices` may too). Returns the first error, with
+  // context naming the slice and request.
+  Status SyncOnce(const discovery::Inventory& inventory);
+
+ private:
+  void SyncLoop();
+  void WatchLoop();
+  // Called by the watch with each observed slice; true when it differs from what the last
+  // sync left (so a re-sync is needed).
+  bool DiffersFromKnown(const std::string& type, const nlohmann::json& object);
+  bool DiffersLocked(const std::string& type, const std::string& name,
+                     const std::string& resource_version) const;  // mutex_ held
+  void MarkDirty();
+  std::chrono::milliseconds Backoff(int failures);
+  bool WaitForStop(std::chrono::milliseconds delay);
+  void LogNewWarnings(const std::vector<std::string>& warnings);
+
+  SliceApi& api_;
+  const InventoryScanner scanner_;
+  const PublisherOptions options_;
+
+  // Serialises SyncOnce (the sync thread and direct callers).
+  std::mutex sync_mutex_;
+
+  mutable std::mutex mutex_;
+  std::condition_variable wake_;
+  bool started_ = false;
+  bool stopping_ = false;
+  std::atomic<bool> stop_flag_{false};
+  bool dirty_ = false;  // a sync is wanted at/after retry_at_
+  std::chrono::steady_clock::time_point retry_at_;
+  std::optional<std::chrono::steady_clock::time_point> rescan_at_;  // debounced kernel event
+  std::optional<discovery::Inventory> inventory_;                   // last successful scan
+  nlohmann::json last_synced_devices_;  // devices of the last successful sync
+  std::string node_uid_;
+  std::map<std::string, std::string> known_;  // slice name -> resourceVersion after last sync
+  std::set<std::string> logged_warnings_;
+  struct SeenEvent {
+    std::string type;
+    std::string name;
+    std::string resource_version;
+  };
+  bool syncing_ = false;  // a SyncOnce is writing; events wait in pending_
+  std::vector<SeenEvent> pending_events_;
+  PublisherState state_;
+
+  std::thread sync_thread_;
+  std::thread watch_thread_;
+};
+
+}  // namespace efadra::slices

@@ -1,0 +1,82 @@
+// The desired ResourceSlices of a node: a pure function of the inventory, the node and the
+// driver (design.md §3). No I/O. The publisher (publisher.h) converges the API server to it.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "efadra/discovery/efa_device.h"
+
+namespace efadra::slices {
+
+struct SliceOptions {
+  std::string driver_name = "dra.net";
+  std::string node_name;  // also the pool name
+  std::string node_uid;   // owner reference; omitted when empty (discover --slices offline)
+  int64_t pool_generation = 1;
+  // Per-slice device limit (contracts.md §0: 128, or 64 when any device has taints).
+  int max_devices_per_slice = 128;
+  // --taint-unhealthy: a device AssessDevice() finds unhealthy gets the NoSchedule taint
+  // UnhealthyTaintKey(driver)=<reason> (needs the DRADeviceTaints feature, on by default from
+  // Kubernetes 1.36); slices then hold at most 64 devices.
+  bool taint_unhealthy = false;
+};
+
+// "<driver>/unhealthy": the key of the taint on unhealthy devices.
+std::string UnhealthyTaintKey(std::string_view driver);
+
+// Device name of an EFA in the slice: "pci-" + PCI address with ':' and '.' turned into '-'
+// ("pci-0000-10-1b-0"), exactly as DRANET names it.
+std::string DeviceName(const std::string& pci_address);
+
+// Complete resource.k8s.io/v1 ResourceSlice objects (apiVersion, kind, metadata.generateName,
+// ownerReferences when node_uid is set, spec). At least one slice, empty when the inventory has
+// no devices ("empty pool" is not "no pool"). Values that would break API limits are dropped
+// or truncated, each with a sentence appended to `warnings` naming the device and attribute.
+std::vector<nlohmann::json> DesiredSlices(const discovery::Inventory& inventory,
+                                          const SliceOptions& options,
+                                          std::vector<std::string>* warnings = nullptr);
+
+// --- Additions (engineer "slices"); the functions above are the pinned contract. -------------
+//
+// Attribute policy:
+//  * Names in the driver's own domain are unqualified ("pciAddress"); the API server qualifies
+//    them with the driver name, so with the default driver they read "dra.net/pciAddress"
+//    exactly as DRANET publishes them.
+//  * Unknown values are omitted, never sent as placeholders: numa_node -1 drops both numaNode
+//    attributes, an empty pcie_root drops resource.kubernetes.io/pcieRoot, an empty port
+//    state drops portState, rate 0 drops linkSpeedGbps, no uverbs node drops uverbs,
+//    generation 0 (unknown PCI id) drops efaGeneration and the generation-derived rdmaRead/
+//    rdmaWrite. A pool without a device's attribute never matches a constraint on it, which is
+//    the safe outcome; a made-up value could match wrongly.
+//  * Strings longer than 64 bytes and invalid names are dropped, never truncated: a truncated
+//    identifier could equal another device's value and satisfy a matchAttribute falsely.
+//  * At most 32 attributes per device, kept in AttributePriority() order so the DRANET
+//    compatibility attributes are never the ones dropped.
+//  * A device whose name would not be a DNS label (malformed PCI address) is left out.
+
+// Attribute names (as written in the slice) from most to least important. Device-group
+// attributes are listed in group-size order; names not in the list sort after it.
+const std::vector<std::string>& AttributePriority();
+
+// One Device object ({"name", "attributes"}) for `device`, or nullopt when the device cannot
+// be published (its name is not a DNS label). Dropped attributes add a warning each.
+std::optional<nlohmann::json> BuildDevice(const discovery::EfaDevice& device,
+                                          std::vector<std::string>* warnings = nullptr);
+
+// metadata.generateName of slice `index` of a pool, the Kubernetes 1.36+ helper's form:
+// "<index as lowercase hex, zero-padded to 5>-<driver>-<node>-". Chosen over the 1.34/1.35
+// form ("<node>-<driver>-") because the index survives the API server's truncation of long
+// prefixes (it comes first), name order equals slice order (the 1.36 scheduler's first-fit
+// order), and a restarted publisher can match slices to desired indexes by name.
+std::string SliceGenerateName(int index, std::string_view driver, std::string_view node);
+
+// The index encoded by SliceGenerateName in a slice's metadata.name; nullopt when the name
+// does not start with at least 5 lowercase hex digits and a '-' (e.g. slices named by the
+// 1.34/1.35 helper or by DRANET).
+std::optional<int> SliceIndexFromName(std::string_view name);
+
+}  // namespace efadra::slices

@@ -1,0 +1,58 @@
+#include "efadra/claims/cdi_spec.h"
+
+#include "efadra/core/filesystem.h"
+
+namespace efadra::claims {
+namespace {
+
+nlohmann::json CharNode(const std::string& container_path, std::string_view dev_root,
+                        uint32_t major, uint32_t minor) {
+  // The host node lives at the same place below --dev-root as below /dev in the container.
+  std::string host_path = core::JoinPath(dev_root, container_path.substr(std::string("/dev").size()));
+  return {{"path", container_path}, {"hostPath", host_path}, {"type", "c"},
+          {"major", major},         {"minor", minor},        {"permissions", "rw"}};
+}
+
+}  // namespace
+
+std::string CdiKind(std::string_view driver) { return std::string(driver) + "/" + kCdiClass; }
+
+std::string CdiDeviceName(std::string_view claim_uid, std::string_view device_name) {
+  return std::string(claim_uid) + "-" + std::string(device_name);
+}
+
+std::string CdiDeviceId(std::string_view driver, std::string_view claim_uid,
+                        std::string_view device_name) {
+  return CdiKind(driver) + "=" + CdiDeviceName(claim_uid, device_name);
+}
+
+std::string CdiSpecFileName(std::string_view driver, std::string_view claim_uid) {
+  return std::string(driver) + "-" + kCdiClass + "_" + std::string(claim_uid) + ".json";
+}
+
+nlohmann::json BuildCdiSpec(std::string_view driver, std::string_view claim_uid,
+                            const std::vector<CdiDeviceInput>& devices, std::string_view dev_root,
+                            const std::optional<HostCharDevice>& rdma_cm) {
+  nlohmann::json cdi_devices = nlohmann::json::array();
+  std::string iface_list;
+  for (const CdiDeviceInput& input : devices) {
+    const discovery::EfaDevice& device = *input.device;
+    nlohmann::json node = CharNode("/dev/infiniband/" + device.UverbsName(), dev_root,
+                                   device.uverbs_dev.major, device.uverbs_dev.minor);
+    cdi_devices.push_back({{"name", CdiDeviceName(claim_uid, input.device_name)},
+                           {"containerEdits", {{"deviceNodes", nlohmann::json::array({node})}}}});
+    if (!iface_list.empty()) iface_list += ",";
+    iface_list += device.rdma_device;
+  }
+  nlohmann::json common = {{"env", nlohmann::json::array({"FI_EFA_IFACE=" + iface_list})}};
+  if (rdma_cm.has_value()) {
+    common["deviceNodes"] = nlohmann::json::array(
+        {CharNode("/dev/infiniband/rdma_cm", dev_root, rdma_cm->major, rdma_cm->minor)});
+  }
+  return {{"cdiVersion", kCdiVersion},
+          {"kind", CdiKind(driver)},
+          {"devices", std::move(cdi_devices)},
+          {"containerEdits", std::move(common)}};
+}
+
+}  // namespace efadra::claims

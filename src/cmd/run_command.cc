@@ -1,0 +1,429 @@
+// `efa-dra-driver run`: the DaemonSet mode (design.md §5). Parses the flags (each also
+// EFA_DRA_<FLAG>; the node also from NODE_NAME, the pod UID from POD_UID), builds the object
+// graph and hands the components to the Daemon, which runs them until SIGTERM/SIGINT.
+// Exit codes: 0 clean stop, 1 bad configuration or a component that cannot start, 2 usage.
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+
+#include <charconv>
+#include <chrono>
+#include <ctime>
+#include <iostream>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+
+#include "commands.h"
+#include "daemon.h"
+#include "efadra/claims/claim_preparer.h"
+#include "efadra/core/filesystem.h"
+#include "efadra/discovery/device_watcher.h"
+#include "efadra/discovery/discoverer.h"
+#include "efadra/discovery/verbs_provider.h"
+#include "efadra/kube/client.h"
+#include "efadra/kube/config.h"
+#include "efadra/kubelet/coexistence.h"
+#include "efadra/kubelet/device_health.h"
+#include "efadra/kubelet/plugin.h"
+#include "efadra/observe/api_request_observer.h"
+#include "efadra/observe/driver_metrics.h"
+#include "efadra/observe/http_server.h"
+#include "efadra/slices/kube_slice_api.h"
+#include "efadra/slices/publisher.h"
+
+namespace efadra::cmd {
+namespace {
+
+struct RunFlags {
+  std::string node_name;
+  std::string driver_name = "dra.net";
+  std::string sysfs_root = "/sys";
+  std::string dev_root = "/dev";
+  std::string kubeconfig;
+  std::string registrar_dir = "/var/lib/kubelet/plugins_registry";
+  std::string plugin_dir;  // default /var/lib/kubelet/plugins/<driver>
+  std::string cdi_root = "/var/run/cdi";
+  std::string state_dir;  // default: the plugin dir
+  std::string http_address = ":8080";
+  std::string resync = "60s";
+  std::string pod_uid;
+  std::string boot_id_file = "/proc/sys/kernel/random/boot_id";
+  std::string device_plugin_dir = kubelet::kDefaultDevicePluginDir;
+  bool taint_unhealthy = false;
+  LoggingFlags logging;
+};
+
+// "60s", "1m", "500ms", "1h", "1m30s" (Go duration subset); nullopt when malformed or <= 0.
+std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  std::chrono::milliseconds total{0};
+  while (!text.empty()) {
+    int64_t value = 0;
+    const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (error != std::errc() || end == text.data()) return std::nullopt;
+    text.remove_prefix(static_cast<size_t>(end - text.data()));
+    int64_t unit_ms = 0;
+    if (text.rfind("ms", 0) == 0) {
+      unit_ms = 1;
+      text.remove_prefix(2);
+    } else if (text.rfind("s", 0) == 0) {
+      unit_ms = 1000;
+      text.remove_prefix(1);
+    } else if (text.rfind("m", 0) == 0) {
+      unit_ms = 60'000;
+      text.remove_prefix(1);
+    } else if (text.rfind("h", 0) == 0) {
+      unit_ms = 3'600'000;
+      text.remove_prefix(1);
+    } else {
+      return std::nullopt;
+    }
+    total += std::chrono::milliseconds(value * unit_ms);
+  }
+  if (total.count() <= 0) return std::nullopt;
+  return total;
+}
+
+// Discovery behind the publisher's scanner seam; also the latest inventory for the claim
+// preparer and the feed of the device-health tracker. Scan() runs on the publisher's thread.
+class InventorySource {
+ public:
+  InventorySource(const std::string& sysfs_root, const std::string& dev_root,
+                  kubelet::DeviceHealthTracker& health, observe::DriverMetrics& metrics)
+      : sysfs_(core::NewPosixFilesystem(sysfs_root)),
+        dev_(core::NewPosixFilesystem(dev_root)),
+        // efadv only makes sense against the host's own /sys (names must be this host's).
+        verbs_(sysfs_root == "/sys" ? discovery::NewIbverbsProvider() : nullptr),
+        discoverer_(*sysfs_, *dev_, verbs_.get()),
+        health_(health),
+        metrics_(metrics) {}
+
+  Result<discovery::Inventory> Scan() {
+    std::lock_guard<std::mutex> scan_lock(scan_mu_);
+    const auto start = std::chrono::steady_clock::now();
+    Result<discovery::Inventory> inventory = discoverer_.Discover();
+    metrics_.RecordDiscovery(std::chrono::steady_clock::now() - start);
+    if (!inventory.ok()) return inventory;
+    // The inventory's own warnings repeat on every scan; log each once.
+    for (const auto& warning : inventory->warnings) {
+      if (logged_.insert(warning).second) spdlog::warn("discovery: {}", warning);
+    }
+    if (inventory->devices.empty() && !logged_empty_) {
+      logged_empty_ = true;
+      spdlog::info("no EFA devices on this node; publishing an empty pool");
+    }
+    health_.Update(*inventory, static_cast<int64_t>(std::time(nullptr)));
+    for (const auto& [device, health] : health_.Current()) {
+      metrics_.SetDeviceHealthy(device, health == kubelet::DeviceHealthReport::Health::kHealthy);
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    latest_ = std::make_shared<const discovery::Inventory>(*inventory);
+    return inventory;
+  }
+
+  // The latest scan; scans first when none has succeeded yet, so a prepare that arrives
+  // before the publisher's first scan never sees an empty node.
+  std::shared_ptr<const discovery::Inventory> Latest() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (latest_ != nullptr) return latest_;
+    }
+    Result<discovery::Inventory> scanned = Scan();
+    if (!scanned.ok()) spdlog::error("discovery: {}", scanned.status().message());
+    std::lock_guard<std::mutex> lock(mu_);
+    return latest_ != nullptr ? latest_ : std::make_shared<const discovery::Inventory>();
+  }
+
+ private:
+  std::unique_ptr<core::Filesystem> sysfs_;
+  std::unique_ptr<core::Filesystem> dev_;
+  std::unique_ptr<discovery::VerbsProvider> verbs_;
+  discovery::Discoverer discoverer_;
+  kubelet::DeviceHealthTracker& health_;
+  observe::DriverMetrics& metrics_;
+  std::mutex scan_mu_;  // one scan at a time (the publisher's thread, or a first prepare)
+  std::set<std::string> logged_;  // guarded by scan_mu_
+  bool logged_empty_ = false;     // guarded by scan_mu_
+  mutable std::mutex mu_;
+  std::shared_ptr<const discovery::Inventory> latest_;  // null until a scan succeeds; mu_
+};
+
+// A Component from two callables, for the parts whose start/stop is one call each.
+class FunctionComponent : public Component {
+ public:
+  FunctionComponent(std::string name, std::function<Status()> start, std::function<void()> stop)
+      : name_(std::move(name)), start_(std::move(start)), stop_(std::move(stop)) {}
+  std::string_view Name() const override { return name_; }
+  Status Start() override { return start_(); }
+  void Stop() override { stop_(); }
+
+ private:
+  std::string name_;
+  std::function<Status()> start_;
+  std::function<void()> stop_;
+};
+
+// Kernel events -> debounced rescan. Without netlink (no permission, odd kernel) the periodic
+// --resync still catches every change, so a failed start is a warning, not fatal.
+class DeviceWatcherComponent : public Component {
+ public:
+  explicit DeviceWatcherComponent(slices::Publisher& publisher)
+      : watcher_([&publisher] { publisher.RescanSoon(); }, discovery::DeviceWatcher::Options{}) {}
+  std::string_view Name() const override { return "device watcher"; }
+  Status Start() override {
+    const Status status = watcher_.Start();
+    if (!status.ok()) {
+      spdlog::warn("device watcher unavailable, relying on periodic rescans: {}", status.message());
+    }
+    return Status::Ok();
+  }
+  void Stop() override { watcher_.Stop(); }
+
+ private:
+  discovery::DeviceWatcher watcher_;
+};
+
+// The node's boot id: after a reboot /var/run/cdi is empty and specs must be rewritten.
+Result<std::string> ReadBootId(const std::string& path) {
+  auto fs = core::NewPosixFilesystem("/");
+  EFADRA_ASSIGN_OR_RETURN(std::string id, fs->ReadFile(path, 4096));
+  while (!id.empty() && (id.back() == '\n' || id.back() == ' ')) id.pop_back();
+  if (id.empty()) return InvalidArgumentError("boot id file " + path + " is empty");
+  return id;
+}
+
+void RecordCalls(observe::DriverMetrics& metrics, const kubelet::CallRecord& call) {
+  // Metrics count claims; a call's claims share its latency.
+  for (size_t i = 0; i < call.claims; ++i) {
+    const bool ok = i >= call.failed_claims;
+    if (call.method == "NodePrepareResources") {
+      metrics.RecordPrepare(call.api_version, ok, call.duration);
+    } else {
+      metrics.RecordUnprepare(call.api_version, ok, call.duration);
+    }
+  }
+}
+
+int Run(RunFlags flags) {
+  if (!ApplyLoggingFlags(flags.logging)) return 2;
+  if (flags.node_name.empty()) {
+    const char* node = std::getenv("NODE_NAME");
+    if (node != nullptr) flags.node_name = node;
+  }
+  if (flags.pod_uid.empty()) {
+    const char* pod_uid = std::getenv("POD_UID");
+    if (pod_uid != nullptr) flags.pod_uid = pod_uid;
+  }
+  if (flags.node_name.empty()) {
+    std::cerr << "efa-dra-driver run: --node-name (or NODE_NAME) is required\n";
+    return 2;
+  }
+  const auto resync = ParseDuration(flags.resync);
+  if (!resync.has_value()) {
+    std::cerr << "efa-dra-driver run: --resync \"" << flags.resync
+              << "\" is not a positive duration (e.g. 60s, 5m)\n";
+    return 2;
+  }
+  auto http_address = observe::ParseHttpAddress(flags.http_address);
+  if (!http_address.ok()) {
+    std::cerr << "efa-dra-driver run: --http-address: " << http_address.status().message()
+              << "\n";
+    return 2;
+  }
+  if (flags.plugin_dir.empty()) flags.plugin_dir = "/var/lib/kubelet/plugins/" + flags.driver_name;
+  if (flags.state_dir.empty()) flags.state_dir = flags.plugin_dir;
+  auto fail = [](const Status& status) {
+    std::cerr << "efa-dra-driver run: " << status.message() << "\n";
+    return 1;
+  };
+  auto boot_id = ReadBootId(flags.boot_id_file);
+  if (!boot_id.ok()) return fail(boot_id.status());
+
+  // Metrics first: every other part records into them.
+  observe::Registry registry;
+  auto metrics = observe::DriverMetrics::Create(registry);
+  if (!metrics.ok()) return fail(metrics.status());
+
+  Result<kube::ClientConfig> config = kube::ResolveClientConfig(flags.kubeconfig);
+  if (!config.ok()) return fail(config.status());
+  // Few, short client retries: the publisher has its own backoff, and a stop must not wait
+  // behind a long retry chain.
+  kube::RetryPolicy retry;
+  retry.max_attempts = 3;
+  retry.initial_backoff = std::chrono::milliseconds(100);
+  retry.max_backoff = std::chrono::milliseconds(500);
+  Result<std::unique_ptr<kube::Client>> client = kube::Client::Create(*config, retry);
+  if (!client.ok()) return fail(client.status());
+  observe::ApiRequestObserver api_observer(**metrics);
+  (*client)->SetObserver(&api_observer);
+
+  kubelet::DeviceHealthTracker health(flags.node_name);
+  InventorySource inventory(flags.sysfs_root, flags.dev_root, health, **metrics);
+  slices::KubeSliceApi slice_api(**client);
+  slices::PublisherOptions publisher_options;
+  publisher_options.driver_name = flags.driver_name;
+  publisher_options.node_name = flags.node_name;
+  publisher_options.resync = *resync;
+  publisher_options.taint_unhealthy = flags.taint_unhealthy;
+  // The DeviceWatcher already debounces kernel bursts; a second delay would only add latency.
+  publisher_options.debounce = std::chrono::milliseconds(0);
+  slices::Publisher publisher(
+      slice_api, [&inventory] { return inventory.Scan(); }, publisher_options);
+
+  auto cdi_fs = core::NewPosixFilesystem(flags.cdi_root);
+  auto state_fs = core::NewPosixFilesystem(flags.state_dir);
+  claims::PreparerOptions preparer_options;
+  preparer_options.driver_name = flags.driver_name;
+  preparer_options.node_name = flags.node_name;
+  preparer_options.dev_root = flags.dev_root;
+  preparer_options.boot_id = *boot_id;
+  claims::ClaimPreparer preparer(preparer_options, **client, *cdi_fs, *state_fs,
+                                 [&inventory] { return inventory.Latest(); });
+
+  kubelet::PluginOptions plugin_options;
+  plugin_options.driver_name = flags.driver_name;
+  plugin_options.registrar_dir = flags.registrar_dir;
+  plugin_options.plugin_dir = flags.plugin_dir;
+  plugin_options.pod_uid = flags.pod_uid;
+  kubelet::Plugin plugin(plugin_options, preparer, &health);
+  // The kubelet wipes a driver's slices when it loses the driver: publish again at once.
+  plugin.OnRegistered([&publisher] { publisher.RepublishNow(); });
+  plugin.OnCall([&metrics](const kubelet::CallRecord& call) { RecordCalls(**metrics, call); });
+
+  (*metrics)->published_devices().SetFunction(
+      [&publisher] { return publisher.State().devices_published; });
+  (*metrics)->published_slices().SetFunction(
+      [&publisher] { return publisher.State().slices_published; });
+  (*metrics)->prepared_claims().SetFunction(
+      [&preparer] { return static_cast<double>(preparer.PreparedClaimUids().size()); });
+  (*metrics)->device_plugin_conflict().SetFunction([&flags] {
+    return kubelet::EfaDevicePluginSockets(flags.device_plugin_dir).empty() ? 0.0 : 1.0;
+  });
+
+  observe::HttpServer http(&registry);
+  // A rolling-update pair on the host network shares the port while both run.
+  http.ShareListenPort(!flags.pod_uid.empty());
+  http.liveness().Add("kubelet-sockets", [&plugin] {
+    return plugin.Serving() ? Status::Ok()
+                            : UnavailableError("the kubelet plugin sockets are not served");
+  });
+  http.readiness().Add("kubelet-registration", [&plugin] {
+    const kubelet::RegistrationState state = plugin.Registration();
+    if (state.phase == kubelet::RegistrationState::Phase::kRegistered) return Status::Ok();
+    std::string why(kubelet::PhaseName(state.phase));
+    if (!state.error.empty()) why += ": " + state.error;
+    return UnavailableError(why);
+  });
+  http.readiness().Add("resourceslices", [&publisher] {
+    if (publisher.FirstPublishDone()) return Status::Ok();
+    const std::string error = publisher.LastError();
+    return UnavailableError(error.empty() ? "not published yet" : error);
+  });
+  http.readiness().Add("no-efa-device-plugin", [&flags] {
+    const auto sockets = kubelet::EfaDevicePluginSockets(flags.device_plugin_dir);
+    if (sockets.empty()) return Status::Ok();
+    return FailedPreconditionError("the EFA device plugin also serves this node (" +
+                                   sockets.front() +
+                                   "); the two cannot run together, remove one of them");
+  });
+
+  for (const auto& socket : kubelet::EfaDevicePluginSockets(flags.device_plugin_dir)) {
+    spdlog::error(
+        "the EFA device plugin serves this node ({}): it hands out the same uverbs devices, so "
+        "the two cannot run together; remove the device plugin from this node",
+        socket);
+  }
+  spdlog::info("efa-dra-driver run: node {}, driver {}, sysfs {}, dev {}, API {} ({})",
+               flags.node_name, flags.driver_name, flags.sysfs_root, flags.dev_root, config->server,
+               config->source);
+  Daemon daemon;
+  daemon.Add(std::make_unique<FunctionComponent>(
+      "http server", [&] { return http.Start(*http_address); }, [&] { http.Stop(); }));
+  daemon.Add(std::make_unique<FunctionComponent>(
+      "slice publisher", [&] { return publisher.Start(); }, [&] { publisher.Stop(); }));
+  daemon.Add(std::make_unique<DeviceWatcherComponent>(publisher));
+  daemon.Add(std::make_unique<FunctionComponent>(
+      "kubelet plugin",
+      [&]() -> Status {
+        std::vector<std::string> warnings;
+        EFADRA_RETURN_IF_ERROR(preparer.Start(&warnings).WithContext("claim checkpoints"));
+        return plugin.Start();
+      },
+      [&] { plugin.Stop(); }));
+  const Status status = daemon.Run();
+  if (!status.ok()) {
+    spdlog::error("efa-dra-driver run: {}", status.message());
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+void AddRunCommand(CLI::App& app, int& exit_code) {
+  auto flags = std::make_shared<RunFlags>();
+  auto* command = app.add_subcommand(
+      "run", "DaemonSet mode: discover EFA devices, publish ResourceSlices, serve the kubelet");
+  command->add_option("--node-name", flags->node_name, "This node's name (also NODE_NAME)")
+      ->envname("EFA_DRA_NODE_NAME");
+  command->add_option("--driver-name", flags->driver_name, "DRA driver name")
+      ->envname("EFA_DRA_DRIVER_NAME")
+      ->capture_default_str();
+  command->add_option("--sysfs-root", flags->sysfs_root, "Where sysfs is mounted")
+      ->envname("EFA_DRA_SYSFS_ROOT")
+      ->capture_default_str();
+  command->add_option("--dev-root", flags->dev_root, "Where /dev is mounted")
+      ->envname("EFA_DRA_DEV_ROOT")
+      ->capture_default_str();
+  command
+      ->add_option("--kubeconfig", flags->kubeconfig,
+                   "kubeconfig file (else $KUBECONFIG, else in-cluster)")
+      ->envname("EFA_DRA_KUBECONFIG");
+  command
+      ->add_option("--registrar-dir", flags->registrar_dir, "Kubelet plugin registration directory")
+      ->envname("EFA_DRA_REGISTRAR_DIR")
+      ->capture_default_str();
+  command
+      ->add_option("--plugin-dir", flags->plugin_dir,
+                   "Plugin socket directory (default /var/lib/kubelet/plugins/<driver>)")
+      ->envname("EFA_DRA_PLUGIN_DIR");
+  command->add_option("--cdi-root", flags->cdi_root, "CDI spec directory")
+      ->envname("EFA_DRA_CDI_ROOT")
+      ->capture_default_str();
+  command
+      ->add_option("--state-dir", flags->state_dir,
+                   "Checkpoint directory (default: the plugin dir)")
+      ->envname("EFA_DRA_STATE_DIR");
+  command
+      ->add_option("--http-address", flags->http_address, "Address of /healthz, /readyz, /metrics")
+      ->envname("EFA_DRA_HTTP_ADDRESS")
+      ->capture_default_str();
+  command->add_option("--resync", flags->resync, "Hardware rescan period (e.g. 60s, 5m)")
+      ->envname("EFA_DRA_RESYNC")
+      ->capture_default_str();
+  command
+      ->add_option("--pod-uid", flags->pod_uid,
+                   "This pod's UID (also POD_UID): per-pod socket names for rolling updates")
+      ->envname("EFA_DRA_POD_UID");
+  command
+      ->add_option("--boot-id-file", flags->boot_id_file,
+                   "Where the node's boot id is read (a reboot rewrites the CDI specs)")
+      ->envname("EFA_DRA_BOOT_ID_FILE")
+      ->capture_default_str();
+  command
+      ->add_option("--device-plugin-dir", flags->device_plugin_dir,
+                   "Kubelet device-plugin directory, checked for a conflicting EFA device plugin")
+      ->envname("EFA_DRA_DEVICE_PLUGIN_DIR")
+      ->capture_default_str();
+  command
+      ->add_flag("--taint-unhealthy", flags->taint_unhealthy,
+                 "Put a NoSchedule taint on unhealthy devices in the ResourceSlice (needs the "
+                 "DRADeviceTaints feature; slices then hold at most 64 devices)")
+      ->envname("EFA_DRA_TAINT_UNHEALTHY");
+  AddLoggingFlags(*command, flags->logging);
+  command->callback([flags, &exit_code] { exit_code = Run(*flags); });
+}
+
+}  // namespace efadra::cmd

@@ -1,0 +1,102 @@
+#include "efadra/claims/cdi_spec.h"
+
+#include <gtest/gtest.h>
+
+#include "claims_fixture.h"
+#include "efadra/slices/resource_slices.h"
+
+namespace efadra::claims {
+namespace {
+
+using testing::DiscoverBundled;
+
+TEST(CdiSpecTest, NamesFollowTheContract) {
+  EXPECT_EQ(CdiKind("dra.net"), "dra.net/efa");
+  EXPECT_EQ(CdiDeviceName("6f1c2d3e-aaaa", "pci-0000-10-1b-0"), "6f1c2d3e-aaaa-pci-0000-10-1b-0");
+  EXPECT_EQ(CdiDeviceId("dra.net", "6f1c", "pci-0000-10-1b-0"), "dra.net/efa=6f1c-pci-0000-10-1b-0");
+  EXPECT_EQ(CdiSpecFileName("dra.net", "6f1c"), "dra.net-efa_6f1c.json");
+}
+
+TEST(CdiSpecTest, InjectsTheAllocatedUverbsNodesWithHostNumbers) {
+  efadra::testing::TempDir dir;
+  auto inventory = DiscoverBundled(dir);
+  ASSERT_EQ(inventory->devices.size(), 32u);
+  // The four EFAs of pcieRoot pci0000:44, as the scheduler would pair them with its GPU.
+  std::vector<CdiDeviceInput> inputs;
+  for (const auto& d : inventory->devices) {
+    if (d.pcie_root == "pci0000:44") inputs.push_back({slices::DeviceName(d.pci_address), &d});
+  }
+  ASSERT_EQ(inputs.size(), 4u);
+  auto spec = BuildCdiSpec("dra.net", "0e9d8c7b-1111", inputs, "/host/dev", HostCharDevice{10, 58});
+  EXPECT_EQ(spec["cdiVersion"], "0.5.0");
+  EXPECT_EQ(spec["kind"], "dra.net/efa");
+  ASSERT_EQ(spec["devices"].size(), 4u);
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    SCOPED_TRACE(inputs[i].device_name);
+    const auto& device = spec["devices"][i];
+    EXPECT_EQ(device["name"], "0e9d8c7b-1111-" + inputs[i].device_name);
+    const auto& nodes = device["containerEdits"]["deviceNodes"];
+    ASSERT_EQ(nodes.size(), 1u);
+    const std::string uverbs = inputs[i].device->UverbsName();
+    EXPECT_EQ(nodes[0]["path"], "/dev/infiniband/" + uverbs);
+    EXPECT_EQ(nodes[0]["hostPath"], "/host/dev/infiniband/" + uverbs);
+    EXPECT_EQ(nodes[0]["type"], "c");
+    EXPECT_EQ(nodes[0]["major"], inputs[i].device->uverbs_dev.major);
+    EXPECT_EQ(nodes[0]["minor"], inputs[i].device->uverbs_dev.minor);
+  }
+  EXPECT_EQ(spec["devices"][0]["containerEdits"]["deviceNodes"][0]["minor"], 192);
+  EXPECT_EQ(spec["containerEdits"]["env"][0],
+            "FI_EFA_IFACE=rdmap79s0,rdmap80s0,rdmap81s0,rdmap82s0");
+  EXPECT_EQ(spec["containerEdits"]["deviceNodes"][0]["path"], "/dev/infiniband/rdma_cm");
+  EXPECT_EQ(spec["containerEdits"]["deviceNodes"][0]["major"], 10);
+  EXPECT_EQ(spec["containerEdits"]["deviceNodes"][0]["minor"], 58);
+}
+
+TEST(CdiSpecTest, LeavesRdmaCmOutWhenTheHostHasNone) {
+  discovery::EfaDevice device;
+  device.rdma_device = "efa_0";
+  device.uverbs_index = 40;  // beyond the fixed minors: dynamic major
+  device.uverbs_dev = {511, 8};
+  auto spec = BuildCdiSpec("dra.net", "u1", {{"pci-0000-00-1f-0", &device}}, "/dev", std::nullopt);
+  EXPECT_FALSE(spec["containerEdits"].contains("deviceNodes"));
+  EXPECT_EQ(spec["devices"][0]["containerEdits"]["deviceNodes"][0]["major"], 511);
+  EXPECT_EQ(spec["devices"][0]["containerEdits"]["deviceNodes"][0]["path"],
+            "/dev/infiniband/uverbs40");
+}
+
+TEST(CdiSpecTest, SpecsValidateAgainstTheCdiSchema) {
+  efadra::testing::TempDir dir;
+  auto inventory = DiscoverBundled(dir);
+  std::vector<std::string> files;
+  const std::vector<size_t> sizes = {1, 4, 32};
+  for (size_t n : sizes) {
+    std::vector<CdiDeviceInput> inputs;
+    for (size_t i = 0; i < n; ++i) {
+      const auto& d = inventory->devices[i];
+      inputs.push_back({slices::DeviceName(d.pci_address), &d});
+    }
+    for (bool with_rdma_cm : {false, true}) {
+      auto spec = BuildCdiSpec("dra.net", "0123abcd-" + std::to_string(n), inputs, dir.Sub("dev"),
+                               with_rdma_cm ? std::optional<HostCharDevice>({10, 58}) : std::nullopt);
+      files.push_back(dir.Sub("spec-" + std::to_string(n) + (with_rdma_cm ? "-cm" : "") + ".json"));
+      efadra::testing::WriteFileOrDie(files.back(), spec.dump(2));
+    }
+  }
+  std::string problems = testing::ValidateCdiSpecs(files);
+  if (problems.rfind("SKIP:", 0) == 0) GTEST_SKIP() << problems;
+  EXPECT_EQ(problems, "");
+}
+
+TEST(CdiSpecTest, TheValidatorRejectsABrokenSpec) {
+  // Proves the schema check can fail: a device without a name and a spec without a kind are
+  // invalid CDI (the schema requires both).
+  efadra::testing::TempDir dir;
+  efadra::testing::WriteFileOrDie(dir.Sub("bad.json"),
+                                  R"({"cdiVersion":"0.5.0","devices":[{"containerEdits":{}}]})");
+  std::string problems = testing::ValidateCdiSpecs({dir.Sub("bad.json")});
+  if (problems.rfind("SKIP:", 0) == 0) GTEST_SKIP() << problems;
+  EXPECT_NE(problems, "");
+}
+
+}  // namespace
+}  // namespace efadra::claims

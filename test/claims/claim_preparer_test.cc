@@ -1,0 +1,445 @@
+#include "efadra/claims/claim_preparer.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+
+#include "claims_fixture.h"
+#include "efadra/apidouble/fake_api_server.h"
+#include "efadra/claims/cdi_spec.h"
+#include "efadra/claims/checkpoint.h"
+#include "efadra/slices/resource_slices.h"
+#include "faulty_filesystem.h"
+
+namespace efadra::claims {
+namespace {
+
+using efadra::testing::TempDir;
+using testing::AllocatedClaim;
+using testing::AllocatedDevice;
+using testing::FaultyFilesystem;
+using testing::kDriver;
+using testing::kNode;
+
+class ClaimPreparerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    inventory_ = testing::DiscoverBundled(dir_);
+    ASSERT_TRUE(server_.Start().ok());
+    server_.PutNode(kNode, "node-uid-1");
+    kube::ClientConfig config;
+    config.server = server_.url();
+    auto client = kube::Client::Create(config, {.max_attempts = 2,
+                                                .initial_backoff = std::chrono::milliseconds(5),
+                                                .max_backoff = std::chrono::milliseconds(20)});
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    client_ = std::move(*client);
+    std::filesystem::create_directories(dir_.Sub("cdi"));
+    std::filesystem::create_directories(dir_.Sub("state"));
+    real_cdi_ = core::NewPosixFilesystem(dir_.Sub("cdi"));
+    real_state_ = core::NewPosixFilesystem(dir_.Sub("state"));
+    cdi_ = std::make_unique<FaultyFilesystem>(*real_cdi_);
+    state_ = std::make_unique<FaultyFilesystem>(*real_state_);
+    preparer_ = NewPreparer("boot-1");
+  }
+
+  std::unique_ptr<ClaimPreparer> NewPreparer(const std::string& boot_id,
+                                             std::vector<std::string>* warnings = nullptr) {
+    PreparerOptions options;
+    options.driver_name = kDriver;
+    options.node_name = kNode;
+    options.dev_root = dir_.Sub("dev");
+    options.boot_id = boot_id;
+    auto preparer = std::make_unique<ClaimPreparer>(options, *client_, *cdi_, *state_,
+                                                    [this] { return inventory_; });
+    Status started = preparer->Start(warnings);
+    EXPECT_TRUE(started.ok()) << started.ToString();
+    return preparer;
+  }
+
+  // The device names of the EFAs on one PCIe root, in BDF order.
+  std::vector<std::string> DevicesOfRoot(const std::string& root) const {
+    std::vector<std::string> names;
+    for (const auto& d : inventory_->devices) {
+      if (d.pcie_root == root) names.push_back(slices::DeviceName(d.pci_address));
+    }
+    return names;
+  }
+
+  ClaimRef PutClaim(const std::string& name, const std::string& uid,
+                    const std::vector<AllocatedDevice>& devices) {
+    server_.PutResourceClaim(AllocatedClaim("train", name, uid, devices));
+    return {"train", name, uid};
+  }
+
+  PrepareResult PrepareOne(const ClaimRef& ref) { return preparer_->Prepare({ref})[ref.uid]; }
+
+  size_t ClaimGets() const {
+    auto requests = server_.Requests();
+    return std::count_if(requests.begin(), requests.end(), [](const auto& r) {
+      return r.method == "GET" && r.path.find("/resourceclaims/") != std::string::npos;
+    });
+  }
+
+  std::string SpecPath(const std::string& uid) const {
+    return dir_.Sub("cdi/" + CdiSpecFileName(kDriver, uid));
+  }
+  std::string CheckpointPath(const std::string& uid) const {
+    return dir_.Sub("state/checkpoints/" + uid + ".json");
+  }
+
+  TempDir dir_;
+  std::shared_ptr<const discovery::Inventory> inventory_;
+  apidouble::FakeApiServer server_;
+  std::unique_ptr<kube::Client> client_;
+  std::unique_ptr<core::Filesystem> real_cdi_, real_state_;
+  std::unique_ptr<FaultyFilesystem> cdi_, state_;
+  std::unique_ptr<ClaimPreparer> preparer_;
+};
+
+TEST_F(ClaimPreparerTest, PreparesTheEfasOfOneRoot) {
+  auto devices = DevicesOfRoot("pci0000:44");
+  ASSERT_EQ(devices.size(), 4u);
+  std::vector<AllocatedDevice> allocated;
+  for (const auto& d : devices) allocated.push_back({"efa/first", d});
+  allocated.push_back({"gpu", "gpu-0", "gpu.nvidia.com"});  // another driver's result: ignored
+  ClaimRef ref = PutClaim("worker-0", "11111111-0000-0000-0000-000000000001", allocated);
+
+  PrepareResult result = PrepareOne(ref);
+  ASSERT_TRUE(result.status.ok()) << result.status.ToString();
+  ASSERT_EQ(result.devices.size(), 4u);
+  for (size_t i = 0; i < devices.size(); ++i) {
+    SCOPED_TRACE(devices[i]);
+    EXPECT_EQ(result.devices[i].device_name, devices[i]);
+    EXPECT_EQ(result.devices[i].pool_name, kNode);
+    EXPECT_EQ(result.devices[i].request_names, std::vector<std::string>{"efa"});
+    EXPECT_EQ(result.devices[i].cdi_device_ids,
+              std::vector<std::string>{CdiDeviceId(kDriver, ref.uid, devices[i])});
+  }
+  EXPECT_TRUE(std::filesystem::exists(SpecPath(ref.uid)));
+  EXPECT_TRUE(std::filesystem::exists(CheckpointPath(ref.uid)));
+  std::string problems = testing::ValidateCdiSpecs({SpecPath(ref.uid)});
+  if (problems.rfind("SKIP:", 0) != 0) {
+    EXPECT_EQ(problems, "");
+  }
+  EXPECT_EQ(preparer_->PreparedClaimUids(), std::vector<std::string>{ref.uid});
+}
+
+TEST_F(ClaimPreparerTest, ARepeatAnswersTheSameWithoutWritesOrApiCalls) {
+  ClaimRef ref = PutClaim("w", "22222222-0000-0000-0000-000000000002",
+                          {{"efa", DevicesOfRoot("pci0000:55")[0]}});
+  PrepareResult first = PrepareOne(ref);
+  ASSERT_TRUE(first.status.ok()) << first.status.ToString();
+  const int writes = cdi_->writes() + state_->writes();
+  const size_t gets = ClaimGets();
+  PrepareResult again = PrepareOne(ref);
+  ASSERT_TRUE(again.status.ok());
+  EXPECT_EQ(again.devices[0].cdi_device_ids, first.devices[0].cdi_device_ids);
+  EXPECT_EQ(cdi_->writes() + state_->writes(), writes);
+  EXPECT_EQ(ClaimGets(), gets);
+}
+
+TEST_F(ClaimPreparerTest, ThirtyTwoDevicesInOneClaim) {
+  std::vector<AllocatedDevice> allocated;
+  for (const auto& d : inventory_->devices) {
+    allocated.push_back({"all", slices::DeviceName(d.pci_address)});
+  }
+  ClaimRef ref = PutClaim("big", "33333333-0000-0000-0000-000000000003", allocated);
+  PrepareResult result = PrepareOne(ref);
+  ASSERT_TRUE(result.status.ok()) << result.status.ToString();
+  EXPECT_EQ(result.devices.size(), 32u);
+  std::string problems = testing::ValidateCdiSpecs({SpecPath(ref.uid)});
+  if (problems.rfind("SKIP:", 0) != 0) {
+    EXPECT_EQ(problems, "");
+  }
+}
+
+TEST_F(ClaimPreparerTest, PerClaimErrorsNameTheClaim) {
+  const std::string device = DevicesOfRoot("pci0000:66")[0];
+  server_.PutResourceClaim(AllocatedClaim("train", "replaced", "uid-in-api", {{"efa", device}}));
+  nlohmann::json unallocated = AllocatedClaim("train", "pending", "uid-pending", {});
+  unallocated["status"] = nlohmann::json::object();
+  server_.PutResourceClaim(unallocated);
+  PutClaim("ghost", "uid-ghost", {{"efa", "pci-0000-ff-00-0"}});
+  PutClaim("foreign-pool", "uid-foreign", {{"efa", device, kDriver, "other-node"}});
+  struct Case {
+    ClaimRef ref;
+    StatusCode code;
+    std::string fragment;
+  };
+  const std::vector<Case> cases = {
+      {{"train", "missing", "uid-missing"}, StatusCode::kNotFound, "train/missing"},
+      {{"nope", "missing", "uid-ns"}, StatusCode::kNotFound, "nope/missing"},
+      {{"train", "replaced", "uid-kubelet"}, StatusCode::kFailedPrecondition, "uid-in-api"},
+      {{"train", "pending", "uid-pending"}, StatusCode::kFailedPrecondition, "not allocated"},
+      {{"train", "ghost", "uid-ghost"}, StatusCode::kNotFound, "pci-0000-ff-00-0"},
+      {{"train", "x", ""}, StatusCode::kInvalidArgument, "empty UID"},
+      {{"train", "x", "../../etc"}, StatusCode::kInvalidArgument, "invalid characters"},
+      {{"", "x", "uid-x"}, StatusCode::kInvalidArgument, "namespace and name"},
+      {{"train", std::string(300, 'n'), "uid-long"}, StatusCode::kInvalidArgument, "too long"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.ref.namespace_name + "/" + c.ref.name.substr(0, 20) + " " + c.ref.uid);
+    PrepareResult result = PrepareOne(c.ref);
+    EXPECT_EQ(result.status.code(), c.code) << result.status.ToString();
+    EXPECT_NE(result.status.message().find(c.fragment), std::string::npos)
+        << result.status.message();
+    EXPECT_TRUE(result.devices.empty());
+  }
+  // Results for our driver but another node's pool are not ours: nothing to prepare.
+  PrepareResult foreign = PrepareOne({"train", "foreign-pool", "uid-foreign"});
+  EXPECT_TRUE(foreign.status.ok());
+  EXPECT_TRUE(foreign.devices.empty());
+  EXPECT_FALSE(std::filesystem::exists(SpecPath("uid-foreign")));
+}
+
+TEST_F(ClaimPreparerTest, ADeviceIsNeverPreparedForTwoClaims) {
+  const std::string device = DevicesOfRoot("pci0000:77")[1];
+  ClaimRef a = PutClaim("a", "uid-a", {{"efa", device}});
+  ClaimRef b = PutClaim("b", "uid-b", {{"efa", device}});
+  ClaimRef monitor = PutClaim("m", "uid-m", {{"efa", device, kDriver, kNode, /*admin=*/true}});
+  ASSERT_TRUE(PrepareOne(a).status.ok());
+  PrepareResult second = PrepareOne(b);
+  EXPECT_EQ(second.status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(second.status.message().find("train/a"), std::string::npos) << second.status.message();
+  EXPECT_TRUE(PrepareOne(monitor).status.ok()) << "admin access does not take the device";
+  ASSERT_TRUE(preparer_->Unprepare({a})[a.uid].ok());
+  EXPECT_TRUE(PrepareOne(b).status.ok()) << "free again once unprepared";
+}
+
+TEST_F(ClaimPreparerTest, UnprepareRemovesEverythingAndToleratesUnknownClaims) {
+  ClaimRef ref = PutClaim("w", "uid-unprep", {{"efa", DevicesOfRoot("pci0000:88")[0]}});
+  ASSERT_TRUE(PrepareOne(ref).status.ok());
+  auto out = preparer_->Unprepare({ref, {"train", "never", "uid-never"}});
+  EXPECT_TRUE(out[ref.uid].ok());
+  EXPECT_TRUE(out["uid-never"].ok());
+  EXPECT_FALSE(std::filesystem::exists(SpecPath(ref.uid)));
+  EXPECT_FALSE(std::filesystem::exists(CheckpointPath(ref.uid)));
+  EXPECT_TRUE(preparer_->Unprepare({ref})[ref.uid].ok()) << "twice is fine";
+  EXPECT_TRUE(preparer_->PreparedClaimUids().empty());
+}
+
+TEST_F(ClaimPreparerTest, ARestartAnswersFromTheCheckpointAndRewritesAWipedSpec) {
+  ClaimRef ref = PutClaim("w", "uid-restart", {{"efa", DevicesOfRoot("pci0000:99")[2]}});
+  PrepareResult before = PrepareOne(ref);
+  ASSERT_TRUE(before.status.ok());
+  std::filesystem::remove(SpecPath(ref.uid));  // /var/run/cdi wiped
+  preparer_ = NewPreparer("boot-1");
+  EXPECT_TRUE(std::filesystem::exists(SpecPath(ref.uid))) << "rewritten at start";
+  server_.DeleteResourceClaim("train", "w");  // the answer must not need the API any more
+  PrepareResult after = PrepareOne(ref);
+  ASSERT_TRUE(after.status.ok()) << after.status.ToString();
+  EXPECT_EQ(after.devices[0].cdi_device_ids, before.devices[0].cdi_device_ids);
+  EXPECT_EQ(after.devices[0].device_name, before.devices[0].device_name);
+}
+
+TEST_F(ClaimPreparerTest, ARebootRewritesSpecsAndRecordsTheNewBootId) {
+  ClaimRef ref = PutClaim("w", "uid-reboot", {{"efa", DevicesOfRoot("pci0000:aa")[0]}});
+  ASSERT_TRUE(PrepareOne(ref).status.ok());
+  efadra::testing::WriteFileOrDie(SpecPath(ref.uid), "stale content from before the reboot");
+  preparer_ = NewPreparer("boot-2");
+  auto spec = nlohmann::json::parse(efadra::testing::ReadFileOrEmpty(SpecPath(ref.uid)), nullptr,
+                                    false);
+  ASSERT_FALSE(spec.is_discarded());
+  EXPECT_EQ(spec["kind"], "dra.net/efa");
+  EXPECT_NE(efadra::testing::ReadFileOrEmpty(CheckpointPath(ref.uid)).find("boot-2"),
+            std::string::npos);
+}
+
+TEST_F(ClaimPreparerTest, CorruptAndFutureCheckpointsAreReportedAndSkipped) {
+  ClaimRef ref = PutClaim("w", "uid-good", {{"efa", DevicesOfRoot("pci0000:bb")[0]}});
+  ASSERT_TRUE(PrepareOne(ref).status.ok());
+  efadra::testing::WriteFileOrDie(dir_.Sub("state/checkpoints/uid-corrupt.json"), "{not json");
+  std::string future = efadra::testing::ReadFileOrEmpty(CheckpointPath(ref.uid));
+  future.replace(future.find("\"schemaVersion\": 1"), 18, "\"schemaVersion\": 7");
+  efadra::testing::WriteFileOrDie(dir_.Sub("state/checkpoints/uid-future.json"), future);
+  efadra::testing::WriteFileOrDie(dir_.Sub("state/checkpoints/.uid-x.json.tmp.1.0"), "partial");
+  std::vector<std::string> warnings;
+  preparer_ = NewPreparer("boot-1", &warnings);
+  ASSERT_EQ(warnings.size(), 2u);
+  const std::string all = warnings[0] + "\n" + warnings[1];
+  EXPECT_NE(all.find("uid-corrupt.json"), std::string::npos) << all;
+  EXPECT_NE(all.find("uid-future.json"), std::string::npos) << all;
+  EXPECT_EQ(preparer_->PreparedClaimUids(), std::vector<std::string>{ref.uid});
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("state/checkpoints/.uid-x.json.tmp.1.0")));
+}
+
+TEST_F(ClaimPreparerTest, AFullDiskFailsTheClaimAndLeavesNothingBehind) {
+  const std::string device = DevicesOfRoot("pci0000:44")[3];
+  ClaimRef ref = PutClaim("w", "uid-disk", {{"efa", device}});
+  state_->FailWrites("uid-disk", ResourceExhaustedError("No space left on device"));
+  PrepareResult full = PrepareOne(ref);
+  EXPECT_EQ(full.status.code(), StatusCode::kResourceExhausted) << full.status.ToString();
+  EXPECT_NE(full.status.message().find("uid-disk"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(SpecPath(ref.uid)));
+  EXPECT_TRUE(preparer_->PreparedClaimUids().empty()) << "the device reservation is dropped";
+
+  state_->ClearFailures();
+  cdi_->FailWrites("uid-disk", FailedPreconditionError("Read-only file system"));
+  PrepareResult read_only = PrepareOne(ref);
+  EXPECT_FALSE(read_only.status.ok());
+  EXPECT_FALSE(std::filesystem::exists(CheckpointPath(ref.uid))) << "rolled back";
+
+  cdi_->ClearFailures();
+  EXPECT_TRUE(PrepareOne(ref).status.ok()) << "the kubelet's retry succeeds once the disk is fine";
+}
+
+TEST_F(ClaimPreparerTest, ACrashBetweenCheckpointAndSpecIsRepairedAtStart) {
+  // What a process killed right after the durable checkpoint leaves behind: the checkpoint as
+  // the preparer writes it, and no CDI spec. The claim is gone from the API too.
+  const auto& device = inventory_->devices[5];
+  const std::string name = slices::DeviceName(device.pci_address);
+  ClaimCheckpoint checkpoint;
+  checkpoint.claim = {"train", "w", "uid-crash"};
+  checkpoint.boot_id = "boot-1";
+  checkpoint.devices = {{{"efa"}, kNode, name, {CdiDeviceId(kDriver, "uid-crash", name)}, {}}};
+  checkpoint.cdi_spec = BuildCdiSpec(kDriver, "uid-crash", {{name, &device}}, dir_.Sub("dev"),
+                                     std::nullopt);
+  efadra::testing::WriteFileOrDie(CheckpointPath("uid-crash"), SerializeCheckpoint(checkpoint));
+  preparer_ = NewPreparer("boot-1");
+  EXPECT_TRUE(std::filesystem::exists(SpecPath("uid-crash")));
+  PrepareResult answer = PrepareOne(checkpoint.claim);
+  ASSERT_TRUE(answer.status.ok()) << answer.status.ToString();
+  EXPECT_EQ(answer.devices[0].cdi_device_ids, checkpoint.devices[0].cdi_device_ids);
+  // And the device stays reserved for it.
+  ClaimRef other = PutClaim("other", "uid-other", {{"efa", name}});
+  EXPECT_EQ(PrepareOne(other).status.code(), StatusCode::kFailedPrecondition);
+}
+
+// kill -9 at each step of a prepare, in a forked child: before the checkpoint write, after it
+// (before the CDI spec), and after the spec (before the answer). A restarted preparer over the
+// same directories then answers the claim exactly as an uninterrupted prepare does, leaves no
+// temporary file behind, and keeps the device reserved.
+TEST_F(ClaimPreparerTest, Kill9AtEachStepOfAPrepareLosesNothing) {
+  const std::string device = DevicesOfRoot("pci0000:99")[0];
+  ClaimRef reference = PutClaim("ref", "uid-ref", {{"efa", device}});
+  PrepareResult expected = PrepareOne(reference);
+  ASSERT_TRUE(expected.status.ok());
+  ASSERT_TRUE(preparer_->Unprepare({reference})[reference.uid].ok());
+
+  struct Step {
+    const char* name;
+    const char* path;
+    FaultyFilesystem::CrashWhen when;
+  } steps[] = {
+      {"before the checkpoint", "checkpoints/", FaultyFilesystem::CrashWhen::kBeforeWrite},
+      {"after the checkpoint", "checkpoints/", FaultyFilesystem::CrashWhen::kAfterWrite},
+      {"after the CDI spec", "dra.net-efa_", FaultyFilesystem::CrashWhen::kAfterWrite},
+  };
+  int round = 0;
+  for (const Step& step : steps) {
+    SCOPED_TRACE(step.name);
+    const std::string uid = "uid-kill-" + std::to_string(round++);
+    ClaimRef claim = PutClaim("kill" + uid, uid, {{"efa", device}});
+    FaultyFilesystem* crashing = std::string(step.path) == "checkpoints/" ? state_.get() : cdi_.get();
+    preparer_.reset();
+    const pid_t child = ::fork();
+    if (child == 0) {
+      spdlog::set_level(spdlog::level::off);  // no logger lock taken after fork
+      crashing->CrashAt(step.path, step.when);
+      auto preparer = NewPreparer("boot-1");
+      preparer->Prepare({claim});
+      ::_exit(0);  // the crash point was not reached
+    }
+    ASSERT_GT(child, 0);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;
+
+    preparer_ = NewPreparer("boot-1");
+    PrepareResult answer = PrepareOne(claim);
+    ASSERT_TRUE(answer.status.ok()) << answer.status.ToString();
+    ASSERT_EQ(answer.devices.size(), 1u);
+    EXPECT_EQ(answer.devices[0].device_name, expected.devices[0].device_name);
+    EXPECT_EQ(answer.devices[0].cdi_device_ids[0], CdiDeviceId(kDriver, uid, device));
+    EXPECT_TRUE(std::filesystem::exists(SpecPath(uid)));
+    for (const auto& dir : {dir_.Sub("cdi"), dir_.Sub("state/checkpoints")}) {
+      for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+        EXPECT_NE(entry.path().filename().string().front(), '.') << entry.path();
+      }
+    }
+    ClaimRef other = PutClaim("other" + uid, "uid-other-" + uid, {{"efa", device}});
+    EXPECT_EQ(PrepareOne(other).status.code(), StatusCode::kFailedPrecondition);
+    ASSERT_TRUE(preparer_->Unprepare({claim})[uid].ok());
+  }
+}
+
+TEST_F(ClaimPreparerTest, ClaimsArePreparedConcurrentlyAndOneClaimOnlyOnce) {
+  std::vector<ClaimRef> refs;
+  for (size_t i = 0; i < 16; ++i) {
+    refs.push_back(PutClaim("c" + std::to_string(i), "uid-c" + std::to_string(i),
+                            {{"efa", slices::DeviceName(inventory_->devices[i].pci_address)}}));
+  }
+  auto results = preparer_->Prepare(refs);
+  ASSERT_EQ(results.size(), 16u);
+  for (const auto& [uid, result] : results) EXPECT_TRUE(result.status.ok()) << uid;
+
+  ClaimRef shared = PutClaim("shared", "uid-shared",
+                             {{"efa", slices::DeviceName(inventory_->devices[20].pci_address)}});
+  const int writes_before = state_->writes();
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      if (PrepareOne(shared).status.ok()) ++ok;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 8);
+  EXPECT_EQ(state_->writes() - writes_before, 1) << "one checkpoint for a claim shared by 8 pods";
+}
+
+TEST_F(ClaimPreparerTest, AnApiOutageFailsOnlyTheClaimsItHits) {
+  ClaimRef good = PutClaim("good", "uid-good2", {{"efa", DevicesOfRoot("pci0000:66")[1]}});
+  ASSERT_TRUE(PrepareOne(good).status.ok());  // prepared before the outage
+  ClaimRef hit = PutClaim("hit", "uid-hit", {{"efa", DevicesOfRoot("pci0000:66")[2]}});
+  server_.FailNext(10, 503, 0, "GET", "/apis/resource.k8s.io/v1/namespaces/train/resourceclaims/hit");
+  auto results = preparer_->Prepare({good, hit});
+  EXPECT_TRUE(results[good.uid].status.ok());
+  EXPECT_EQ(results[hit.uid].status.code(), StatusCode::kUnavailable)
+      << results[hit.uid].status.ToString();
+  EXPECT_NE(results[hit.uid].status.message().find("train/hit"), std::string::npos);
+}
+
+TEST_F(ClaimPreparerTest, ThrottlingAndSlowResponsesDelayButDoNotFailPrepares) {
+  const auto devices = DevicesOfRoot("pci0000:aa");
+  // 429 with Retry-After: the client waits as told and the prepare succeeds.
+  ClaimRef throttled = PutClaim("throttled", "uid-429", {{"efa", devices[0]}});
+  server_.FailNext(1, 429, 1, "GET", "/apis/resource.k8s.io/v1/namespaces/train/resourceclaims/");
+  PrepareResult result = PrepareOne(throttled);
+  EXPECT_TRUE(result.status.ok()) << result.status.ToString();
+
+  // A slow API server: concurrent claims all complete.
+  server_.SetLatency(std::chrono::milliseconds(200));
+  std::vector<ClaimRef> slow;
+  for (size_t i = 1; i < 4; ++i) {
+    slow.push_back(PutClaim("slow" + std::to_string(i), "uid-slow" + std::to_string(i),
+                            {{"efa", devices[i]}}));
+  }
+  auto results = preparer_->Prepare(slow);
+  server_.SetLatency(std::chrono::milliseconds(0));
+  for (const auto& ref : slow) EXPECT_TRUE(results[ref.uid].status.ok()) << ref.uid;
+}
+
+TEST_F(ClaimPreparerTest, AServerErrorStormFailsTheClaimCleanlyAndARetrySucceeds) {
+  ClaimRef claim = PutClaim("storm", "uid-storm", {{"efa", DevicesOfRoot("pci0000:bb")[0]}});
+  // As many failures as the client makes attempts (2 in this fixture): the whole call fails.
+  server_.FailNext(2, 500, 0, "GET", "/apis/resource.k8s.io/v1/namespaces/train/resourceclaims/");
+  PrepareResult failed = PrepareOne(claim);
+  EXPECT_EQ(failed.status.code(), StatusCode::kUnavailable) << failed.status.ToString();
+  EXPECT_NE(failed.status.message().find("train/storm"), std::string::npos);
+  EXPECT_FALSE(std::filesystem::exists(CheckpointPath("uid-storm")));  // nothing half-prepared
+  EXPECT_FALSE(std::filesystem::exists(SpecPath("uid-storm")));
+  // The storm is over; the kubelet retries.
+  PrepareResult retried = PrepareOne(claim);
+  EXPECT_TRUE(retried.status.ok()) << retried.status.ToString();
+}
+
+}  // namespace
+}  // namespace efadra::claims

@@ -1,0 +1,78 @@
+// Shared set-up for the claims tests: a generated p5.48xlarge sysfs + dev tree, discovered by
+// the real Discoverer, and helpers to build allocated ResourceClaim objects.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "efadra/discovery/discoverer.h"
+#include "efadra/sysfstree/bundled.h"
+#include "efadra/sysfstree/topology.h"
+#include "efadra/sysfstree/tree_builder.h"
+#include "support/test_support.h"
+
+namespace efadra::claims::testing {
+
+inline constexpr char kNode[] = "ip-10-0-1-23.ec2.internal";
+inline constexpr char kDriver[] = "dra.net";
+
+// Builds the bundled topology under dir/sys and dir/dev and discovers it.
+inline std::shared_ptr<const discovery::Inventory> DiscoverBundled(
+    const efadra::testing::TempDir& dir, const std::string& instance_type = "p5.48xlarge",
+    bool char_devices = false) {
+  auto yaml = sysfstree::BundledTopology(instance_type);
+  if (!yaml) throw std::runtime_error("no bundled topology " + instance_type);
+  auto topology = sysfstree::ParseTopology(*yaml);
+  if (!topology.ok()) throw std::runtime_error(topology.status().ToString());
+  Status built = sysfstree::BuildSysfsTree(*topology, dir.Sub("sys"), dir.Sub("dev"),
+                                           {.char_devices = char_devices});
+  if (!built.ok()) throw std::runtime_error(built.ToString());
+  auto sysfs = core::NewPosixFilesystem(dir.Sub("sys"));
+  auto dev = core::NewPosixFilesystem(dir.Sub("dev"));
+  discovery::Discoverer discoverer(*sysfs, *dev, nullptr);
+  auto inventory = discoverer.Discover();
+  if (!inventory.ok()) throw std::runtime_error(inventory.status().ToString());
+  return std::make_shared<const discovery::Inventory>(std::move(*inventory));
+}
+
+struct AllocatedDevice {
+  std::string request;
+  std::string device;
+  std::string driver = kDriver;
+  std::string pool = kNode;
+  bool admin_access = false;
+};
+
+// An allocated resource.k8s.io/v1 ResourceClaim with these results.
+inline nlohmann::json AllocatedClaim(const std::string& ns, const std::string& name,
+                                     const std::string& uid,
+                                     const std::vector<AllocatedDevice>& devices) {
+  nlohmann::json results = nlohmann::json::array();
+  for (const auto& d : devices) {
+    nlohmann::json r = {{"request", d.request}, {"driver", d.driver}, {"pool", d.pool},
+                        {"device", d.device}};
+    if (d.admin_access) r["adminAccess"] = true;
+    results.push_back(r);
+  }
+  return {{"apiVersion", "resource.k8s.io/v1"},
+          {"kind", "ResourceClaim"},
+          {"metadata", {{"namespace", ns}, {"name", name}, {"uid", uid}}},
+          {"spec", {{"devices", {{"requests", nlohmann::json::array()}}}}},
+          {"status",
+           {{"allocation",
+             {{"devices", {{"results", results}}},
+              {"nodeSelector",
+               {{"nodeSelectorTerms",
+                 {{{"matchFields",
+                    {{{"key", "metadata.name"}, {"operator", "In"}, {"values", {kNode}}}}}}}}}}}}}}};
+}
+
+// Validates spec files with the CDI JSON schema (test/fixtures/cdi-schema-v1.1.0). Returns ""
+// when valid, the validator's output otherwise, or "SKIP: reason" when python3/jsonschema is
+// not available.
+std::string ValidateCdiSpecs(const std::vector<std::string>& paths);
+
+}  // namespace efadra::claims::testing

@@ -1,0 +1,97 @@
+// A core::Filesystem wrapper for fault injection (the style of leveldb's fault_injection_test):
+// it forwards to a real filesystem, counts writes, and fails chosen writes the way a full or
+// read-only disk would.
+#pragma once
+
+#include <signal.h>
+
+#include <atomic>
+#include <mutex>
+#include <string>
+
+#include "efadra/core/filesystem.h"
+
+namespace efadra::claims::testing {
+
+class FaultyFilesystem final : public core::Filesystem {
+ public:
+  explicit FaultyFilesystem(core::Filesystem& real) : real_(real) {}
+
+  // Writes and removals of paths containing `substring` fail with `status` until cleared.
+  void FailWrites(const std::string& substring, Status status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    fail_substring_ = substring;
+    fail_status_ = std::move(status);
+  }
+  void ClearFailures() { FailWrites("", Status::Ok()); }
+
+  // The process dies by SIGKILL (as by `kill -9`) just before, or just after, the first write
+  // of a path containing `substring`. For tests that fork a child to crash.
+  enum class CrashWhen { kBeforeWrite, kAfterWrite };
+  void CrashAt(const std::string& substring, CrashWhen when) {
+    std::lock_guard<std::mutex> lock(mu_);
+    crash_substring_ = substring;
+    crash_when_ = when;
+  }
+  int writes() const { return writes_; }
+  int removals() const { return removals_; }
+
+  Result<std::string> ReadFile(std::string_view path, size_t max_bytes) const override {
+    return real_.ReadFile(path, max_bytes);
+  }
+  Result<std::string> ReadLink(std::string_view path) const override {
+    return real_.ReadLink(path);
+  }
+  Result<std::vector<std::string>> ListDir(std::string_view path) const override {
+    return real_.ListDir(path);
+  }
+  Result<core::FileInfo> Stat(std::string_view path, bool follow) const override {
+    return real_.Stat(path, follow);
+  }
+  Status WriteFileAtomic(std::string_view path, std::string_view content,
+                         const core::WriteOptions& options) override {
+    ++writes_;
+    if (Status injected = Injected(path); !injected.ok()) return injected;
+    MaybeCrash(path, CrashWhen::kBeforeWrite);
+    Status written = real_.WriteFileAtomic(path, content, options);
+    MaybeCrash(path, CrashWhen::kAfterWrite);
+    return written;
+  }
+  Status RemoveFile(std::string_view path) override {
+    ++removals_;
+    if (Status injected = Injected(path); !injected.ok()) return injected;
+    return real_.RemoveFile(path);
+  }
+  Status CreateDirectories(std::string_view path) override {
+    return real_.CreateDirectories(path);
+  }
+  std::string HostPath(std::string_view path) const override { return real_.HostPath(path); }
+
+ private:
+  Status Injected(std::string_view path) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fail_substring_.empty() || path.find(fail_substring_) == std::string_view::npos) {
+      return Status::Ok();
+    }
+    return fail_status_.WithContext(std::string(path));
+  }
+
+  void MaybeCrash(std::string_view path, CrashWhen when) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!crash_substring_.empty() && crash_when_ == when &&
+        path.find(crash_substring_) != std::string_view::npos) {
+      ::raise(SIGKILL);
+    }
+  }
+
+  core::Filesystem& real_;
+  mutable std::mutex mu_;
+  std::string crash_substring_;                     // guarded by mu_
+  CrashWhen crash_when_ = CrashWhen::kBeforeWrite;  // guarded by mu_
+  std::string fail_substring_;  // guarded by mu_
+  Status fail_status_;          // guarded by mu_
+  std::atomic<int> writes_{0};
+  std::atomic<int> removals_{0};
+};
+
+}  // namespace efadra::claims::testing

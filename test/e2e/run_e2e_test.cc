@@ -1,0 +1,454 @@
+// End to end: the real `efa-dra-driver run` binary against a FakeApiServer (real HTTP) and a
+// generated sysfs tree, with this test playing the kubelet over the real unix sockets. Covers
+// publishing, registration, prepare, /readyz and /metrics, SIGTERM, kill -9 (once at a chosen
+// moment and repeatedly during a stream of prepares) and a reboot (new boot id, wiped CDI dir).
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "claims/claims_fixture.h"
+#include "efadra/apidouble/fake_api_server.h"
+#include "efadra/claims/cdi_spec.h"
+#include "efadra/slices/resource_slices.h"
+#include "kubelet/kubelet_client.h"
+#include "support/test_support.h"
+
+namespace efadra {
+namespace {
+
+using claims::testing::AllocatedClaim;
+using efadra::testing::ReadFileOrEmpty;
+using efadra::testing::TempDir;
+using efadra::testing::WaitFor;
+using efadra::testing::WriteFileOrDie;
+using kubelet::testing::AddClaim;
+using kubelet::testing::KubeletClient;
+namespace dra_v1 = kubelet::testing::dra_v1;
+
+constexpr char kBinary[] = EFADRA_BINARY_DIR "/efa-dra-driver";
+constexpr char kNode[] = "node-1";
+
+std::string Kubeconfig(const std::string& server) {
+  return "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
+         "clusters:\n- name: fake\n  cluster:\n    server: " +
+         server +
+         "\ncontexts:\n- name: test\n  context:\n    cluster: fake\n    user: u\n"
+         "users:\n- name: u\n  user:\n    token: t\n";
+}
+
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  const int port = ntohs(address.sin_port);
+  ::close(fd);
+  return port;
+}
+
+// A child process with its stderr appended to a file; killed on destruction if still running.
+class Child {
+ public:
+  Child(const std::vector<std::string>& args, const std::string& log_path,
+        const std::vector<std::string>& env = {}) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      FILE* log = std::fopen(log_path.c_str(), "a");
+      if (log != nullptr) ::dup2(::fileno(log), 2);
+      for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
+      std::vector<char*> argv;
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv(argv[0], argv.data());
+      ::_exit(127);
+    }
+  }
+  ~Child() { Kill(); }
+  bool Running() {
+    Poll();
+    return !exited_;
+  }
+  // Exit code, or -1 while running / when killed by a signal.
+  int ExitCode() {
+    Poll();
+    return exited_ && WIFEXITED(status_) ? WEXITSTATUS(status_) : -1;
+  }
+  void Signal(int sig) { ::kill(pid_, sig); }
+  void Kill() {
+    if (pid_ > 0 && !exited_) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status_, 0);
+      exited_ = true;
+    }
+  }
+
+ private:
+  void Poll() {
+    if (exited_ || pid_ <= 0) return;
+    if (::waitpid(pid_, &status_, WNOHANG) == pid_) exited_ = true;
+  }
+  pid_t pid_ = -1;
+  int status_ = 0;
+  bool exited_ = false;
+};
+
+class RunE2eTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_EQ(::access(kBinary, X_OK), 0) << kBinary << " is not built";
+    ASSERT_TRUE(server_.Start().ok());
+    server_.PutNode(kNode, "uid-node-1");
+    WriteFileOrDie(dir_.Sub("kubeconfig"), Kubeconfig(server_.url()));
+    WriteFileOrDie(dir_.Sub("boot_id"), "boot-1\n");
+    port_ = FreePort();
+  }
+
+  void BuildP5() {
+    inventory_ = claims::testing::DiscoverBundled(dir_);  // builds dir/sys and dir/dev too
+  }
+
+  // The run flags, with `overrides` replacing the values of the flags they name.
+  std::vector<std::string> Args(const std::map<std::string, std::string>& overrides = {}) const {
+    std::vector<std::string> args = BaseArgs();
+    for (size_t i = 2; i + 1 < args.size(); i += 2) {
+      if (auto it = overrides.find(args[i]); it != overrides.end()) args[i + 1] = it->second;
+    }
+    return args;
+  }
+
+  std::vector<std::string> BaseArgs() const {
+    return {kBinary,           "run",
+            "--node-name",     kNode,
+            "--sysfs-root",    dir_.Sub("sys"),
+            "--dev-root",      dir_.Sub("dev"),
+            "--kubeconfig",    dir_.Sub("kubeconfig"),
+            "--registrar-dir", dir_.Sub("registry"),
+            "--plugin-dir",    dir_.Sub("plugins/dra.net"),
+            "--cdi-root",      dir_.Sub("cdi"),
+            "--state-dir",     dir_.Sub("state"),
+            "--boot-id-file",  dir_.Sub("boot_id"),
+            "--device-plugin-dir", dir_.Sub("device-plugins"),
+            "--http-address",  "127.0.0.1:" + std::to_string(port_),
+            "--resync",        "200ms",
+            "--log-format",    "json"};
+  }
+
+  std::unique_ptr<Child> Start() {
+    auto child = std::make_unique<Child>(Args(), dir_.Sub("log"));
+    // Served, not merely present: a killed instance leaves its socket files behind.
+    EXPECT_TRUE(WaitFor([&] {
+      pluginregistration::PluginInfo info;
+      return KubeletClient::GetInfo(RegistrationSocket(), &info).ok();
+    })) << ReadFileOrEmpty(dir_.Sub("log"));
+    return child;
+  }
+
+  std::string RegistrationSocket() const { return dir_.Sub("registry/dra.net-reg.sock"); }
+  std::string DraSocket() const { return dir_.Sub("plugins/dra.net/dra.sock"); }
+  std::string SpecPath(const std::string& uid) const {
+    return dir_.Sub("cdi/" + claims::CdiSpecFileName("dra.net", uid));
+  }
+
+  int HttpStatus(const std::string& path, std::string* body = nullptr) const {
+    httplib::Client http("127.0.0.1", port_);
+    auto result = http.Get(path);
+    if (!result) return 0;
+    if (body != nullptr) *body = result->body;
+    return result->status;
+  }
+
+  std::string Device(size_t i) const {
+    return slices::DeviceName(inventory_->devices.at(i).pci_address);
+  }
+
+  void PutClaim(const std::string& name, const std::string& uid,
+                const std::vector<std::string>& devices) {
+    std::vector<claims::testing::AllocatedDevice> allocated;
+    for (const auto& d : devices) allocated.push_back({"efa", d, "dra.net", kNode});
+    server_.PutResourceClaim(AllocatedClaim("train", name, uid, allocated));
+  }
+
+  grpc::Status Prepare(const std::string& name, const std::string& uid,
+                       dra_v1::NodePrepareResourcesResponse* response) const {
+    dra_v1::NodePrepareResourcesRequest request;
+    AddClaim(&request, "train", name, uid);
+    return KubeletClient::Prepare<dra_v1::DRAPlugin>(DraSocket(), request, response);
+  }
+
+  grpc::Status Unprepare(const std::string& name, const std::string& uid) const {
+    dra_v1::NodeUnprepareResourcesRequest request;
+    AddClaim(&request, "train", name, uid);
+    dra_v1::NodeUnprepareResourcesResponse response;
+    grpc::Status status =
+        KubeletClient::Unprepare<dra_v1::DRAPlugin>(DraSocket(), request, &response);
+    if (status.ok() && !response.claims().at(uid).error().empty()) {
+      return {grpc::StatusCode::UNKNOWN, response.claims().at(uid).error()};
+    }
+    return status;
+  }
+
+  TempDir dir_;
+  apidouble::FakeApiServer server_;
+  std::shared_ptr<const discovery::Inventory> inventory_;
+  int port_ = 0;
+};
+
+TEST_F(RunE2eTest, PublishesRegistersPreparesAndStopsCleanlyOnSigterm) {
+  BuildP5();
+  auto child = Start();
+  ASSERT_TRUE(WaitFor([&] {
+    const auto slices = server_.ResourceSlices();
+    return slices.size() == 1 &&
+           slices[0]["spec"].value("devices", nlohmann::json::array()).size() == 32;
+  })) << ReadFileOrEmpty(dir_.Sub("log"));
+  const auto slice = server_.ResourceSlices()[0];
+  EXPECT_EQ(slice["spec"]["driver"], "dra.net");
+  EXPECT_EQ(slice["metadata"]["ownerReferences"][0]["uid"], "uid-node-1");
+
+  // Not ready until the kubelet accepted the registration.
+  std::string body;
+  EXPECT_EQ(HttpStatus("/readyz?verbose", &body), 503);
+  EXPECT_NE(body.find("[-]kubelet-registration"), std::string::npos) << body;
+  EXPECT_EQ(HttpStatus("/healthz"), 200);
+  pluginregistration::PluginInfo info;
+  ASSERT_TRUE(KubeletClient::Register(RegistrationSocket(), &info).ok());
+  EXPECT_EQ(info.endpoint(), DraSocket());
+  EXPECT_TRUE(WaitFor([&] { return HttpStatus("/readyz") == 200; }));
+
+  PutClaim("job", "uid-job", {Device(0), Device(1)});
+  dra_v1::NodePrepareResourcesResponse response;
+  ASSERT_TRUE(Prepare("job", "uid-job", &response).ok());
+  EXPECT_EQ(response.claims().at("uid-job").error(), "");
+  EXPECT_EQ(response.claims().at("uid-job").devices_size(), 2);
+  EXPECT_TRUE(std::filesystem::exists(SpecPath("uid-job")));
+  ASSERT_EQ(HttpStatus("/metrics", &body), 200);
+  EXPECT_NE(body.find("efa_dra_prepare_total{api_version=\"v1\",result=\"ok\"} 1"),
+            std::string::npos)
+      << body;
+  EXPECT_NE(body.find("efa_dra_published_devices 32"), std::string::npos);
+  EXPECT_NE(body.find("efa_dra_prepared_claims 1"), std::string::npos);
+
+  const auto begin = std::chrono::steady_clock::now();
+  child->Signal(SIGTERM);
+  EXPECT_TRUE(WaitFor([&] { return !child->Running(); }, std::chrono::seconds(5)))
+      << ReadFileOrEmpty(dir_.Sub("log"));
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, std::chrono::seconds(2));
+  EXPECT_EQ(child->ExitCode(), 0) << ReadFileOrEmpty(dir_.Sub("log"));
+  EXPECT_FALSE(std::filesystem::exists(RegistrationSocket()));
+  EXPECT_FALSE(std::filesystem::exists(DraSocket()));
+  // Slices stay for the next instance to adopt (the kubelet wipes them if none comes), and the
+  // prepared claim stays prepared.
+  EXPECT_EQ(server_.ResourceSlices().size(), 1u);
+  EXPECT_TRUE(std::filesystem::exists(SpecPath("uid-job")));
+}
+
+TEST_F(RunE2eTest, Kill9AndRebootLoseNothing) {
+  BuildP5();
+  auto child = Start();
+  PutClaim("job", "uid-job", {Device(4), Device(5), Device(6), Device(7)});
+  dra_v1::NodePrepareResourcesResponse first;
+  ASSERT_TRUE(Prepare("job", "uid-job", &first).ok()) << ReadFileOrEmpty(dir_.Sub("log"));
+  ASSERT_EQ(first.claims().at("uid-job").error(), "");
+  const std::string spec = ReadFileOrEmpty(SpecPath("uid-job"));
+  ASSERT_FALSE(spec.empty());
+
+  // kill -9: the restarted driver replaces the stale sockets and answers identically, without
+  // asking the API again.
+  child->Kill();
+  child = Start();
+  server_.ClearRequests();
+  dra_v1::NodePrepareResourcesResponse again;
+  grpc::Status status = Prepare("job", "uid-job", &again);
+  ASSERT_TRUE(status.ok()) << status.error_message() << ReadFileOrEmpty(dir_.Sub("log"));
+  EXPECT_EQ(again.SerializeAsString(), first.SerializeAsString());
+  for (const auto& request : server_.Requests()) {
+    EXPECT_EQ(request.path.find("/resourceclaims/"), std::string::npos) << request.path;
+  }
+
+  // Reboot: /var/run/cdi is a tmpfs (empty after boot) and the boot id changes. The spec is
+  // back before the kubelet asks for anything.
+  child->Kill();
+  std::filesystem::remove_all(dir_.Sub("cdi"));
+  WriteFileOrDie(dir_.Sub("boot_id"), "boot-2\n");
+  child = Start();
+  EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(SpecPath("uid-job")); }));
+  EXPECT_EQ(ReadFileOrEmpty(SpecPath("uid-job")), spec);
+  EXPECT_NE(ReadFileOrEmpty(dir_.Sub("state/checkpoints/uid-job.json")).find("boot-2"),
+            std::string::npos);
+
+  // The device stays taken for another claim; unprepare frees it.
+  PutClaim("other", "uid-other", {Device(4)});
+  dra_v1::NodePrepareResourcesResponse other;
+  ASSERT_TRUE(Prepare("other", "uid-other", &other).ok());
+  EXPECT_NE(other.claims().at("uid-other").error().find("already prepared"), std::string::npos);
+  ASSERT_TRUE(Unprepare("job", "uid-job").ok());
+  ASSERT_TRUE(Prepare("other", "uid-other", &other).ok());
+  EXPECT_EQ(other.claims().at("uid-other").error(), "");
+}
+
+// kill -9 at arbitrary moments of a stream of prepares and unprepares: after each restart,
+// every claim whose prepare was answered (and not unprepared since) answers the same again, and
+// no CDI spec exists without its checkpoint.
+TEST_F(RunE2eTest, Kill9DuringAStreamOfPreparesLosesNoAnsweredClaim) {
+  BuildP5();
+  constexpr int kClaims = 8;
+  for (int i = 0; i < kClaims; ++i) {
+    PutClaim("c" + std::to_string(i), "uid-" + std::to_string(i), {Device(static_cast<size_t>(i))});
+  }
+  std::mt19937 random(7);
+  std::map<std::string, std::string> answered;  // uid -> serialized answer, while prepared
+  for (int round = 0; round < 5; ++round) {
+    auto child = Start();
+    // Temporary files of writes cut short by the last kill are gone.
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.Sub("cdi"))) {
+      EXPECT_NE(entry.path().filename().string().front(), '.') << entry.path();
+    }
+    // Everything answered before the last crash is still prepared, identically.
+    for (const auto& [uid, answer] : answered) {
+      dra_v1::NodePrepareResourcesResponse response;
+      const std::string name = "c" + uid.substr(4);
+      ASSERT_TRUE(Prepare(name, uid, &response).ok()) << ReadFileOrEmpty(dir_.Sub("log"));
+      EXPECT_EQ(response.claims().at(uid).SerializeAsString(), answer) << uid;
+    }
+    std::atomic<bool> stop{false};
+    std::thread kubelet([&] {
+      for (int op = 0; !stop; ++op) {
+        const int i = static_cast<int>(random() % kClaims);
+        const std::string uid = "uid-" + std::to_string(i);
+        const std::string name = "c" + std::to_string(i);
+        if (answered.count(uid) == 0) {
+          dra_v1::NodePrepareResourcesResponse response;
+          if (Prepare(name, uid, &response).ok() && response.claims().at(uid).error().empty()) {
+            answered[uid] = response.claims().at(uid).SerializeAsString();
+          }
+        } else if (Unprepare(name, uid).ok()) {
+          answered.erase(uid);
+        }
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(50 + random() % 250));
+    child->Kill();
+    stop = true;
+    kubelet.join();
+    // An unprepare in flight at the kill may or may not have happened; only answered ones
+    // count, and for a claim whose unprepare was cut short a repeat prepare is still valid.
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.Sub("cdi"))) {
+      const std::string name = entry.path().filename().string();
+      if (name.front() == '.') continue;  // a write cut short; the next start removes it
+      const std::string uid = name.substr(std::string("dra.net-efa_").size(),
+                                          name.size() - std::string("dra.net-efa_.json").size());
+      EXPECT_TRUE(std::filesystem::exists(dir_.Sub("state/checkpoints/" + uid + ".json")))
+          << "CDI spec without checkpoint: " << name;
+    }
+  }
+}
+
+TEST_F(RunE2eTest, SigtermFinishesAnInFlightPrepare) {
+  BuildP5();
+  auto child = Start();
+  ASSERT_TRUE(WaitFor([&] { return !server_.ResourceSlices().empty(); }));
+  PutClaim("slow", "uid-slow", {Device(9)});
+  server_.SetLatency(std::chrono::milliseconds(1500));  // the claim GET takes 1.5 s
+  grpc::Status status;
+  dra_v1::NodePrepareResourcesResponse response;
+  std::thread kubelet([&] { status = Prepare("slow", "uid-slow", &response); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  child->Signal(SIGTERM);
+  kubelet.join();
+  server_.SetLatency(std::chrono::milliseconds(0));
+  ASSERT_TRUE(status.ok()) << status.error_message() << ReadFileOrEmpty(dir_.Sub("log"));
+  EXPECT_EQ(response.claims().at("uid-slow").error(), "");
+  EXPECT_TRUE(WaitFor([&] { return !child->Running(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(child->ExitCode(), 0) << ReadFileOrEmpty(dir_.Sub("log"));
+  EXPECT_TRUE(std::filesystem::exists(SpecPath("uid-slow")));
+  EXPECT_TRUE(std::filesystem::exists(dir_.Sub("state/checkpoints/uid-slow.json")));
+}
+
+TEST_F(RunE2eTest, NoEfaPublishesEmptyPoolAndKeepsRunning) {
+  WriteFileOrDie(dir_.Sub("sys/devices/.keep"), "");
+  WriteFileOrDie(dir_.Sub("sys/class/.keep"), "");
+  WriteFileOrDie(dir_.Sub("dev/.keep"), "");
+  Child child(Args(), dir_.Sub("log"));
+  ASSERT_TRUE(WaitFor([&] { return server_.ResourceSlices().size() == 1; }))
+      << ReadFileOrEmpty(dir_.Sub("log"));
+  EXPECT_TRUE(
+      server_.ResourceSlices()[0]["spec"].value("devices", nlohmann::json::array()).empty());
+  EXPECT_TRUE(child.Running());
+  child.Signal(SIGINT);
+  EXPECT_TRUE(WaitFor([&] { return !child.Running(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(child.ExitCode(), 0);
+}
+
+TEST_F(RunE2eTest, AConflictingEfaDevicePluginIsReported) {
+  BuildP5();
+  // The device plugin's socket (a plain socket file is enough to be detected).
+  std::filesystem::create_directories(dir_.Sub("device-plugins"));
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  const std::string path = dir_.Sub("device-plugins/aws-efa-k8s-device-plugin.sock");
+  std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  auto child = Start();
+  pluginregistration::PluginInfo info;
+  ASSERT_TRUE(KubeletClient::Register(RegistrationSocket(), &info).ok());
+  std::string body;
+  EXPECT_TRUE(WaitFor([&] { return HttpStatus("/readyz?verbose", &body) == 503 &&
+                                   body.find("[+]resourceslices") != std::string::npos; }));
+  EXPECT_NE(body.find("[-]no-efa-device-plugin"), std::string::npos) << body;
+  EXPECT_NE(body.find("cannot run together"), std::string::npos) << body;
+  ASSERT_EQ(HttpStatus("/metrics", &body), 200);
+  EXPECT_NE(body.find("efa_dra_device_plugin_conflict 1"), std::string::npos);
+  EXPECT_NE(ReadFileOrEmpty(dir_.Sub("log")).find("aws-efa-k8s-device-plugin.sock"),
+            std::string::npos);
+  ::close(fd);
+}
+
+TEST_F(RunE2eTest, BadConfigurationExitsNonZeroWithOneLine) {
+  struct Case {
+    std::string name;
+    std::map<std::string, std::string> overrides;
+    int code;
+    std::string message;
+  } cases[] = {
+      {"bad resync", {{"--resync", "soon"}}, 2, "--resync"},
+      {"bad http address", {{"--http-address", "nowhere"}}, 2, "--http-address"},
+      {"missing kubeconfig", {{"--kubeconfig", "/nonexistent"}}, 1, "/nonexistent"},
+      {"missing boot id", {{"--boot-id-file", "/nonexistent-boot-id"}}, 1, "/nonexistent-boot-id"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    std::filesystem::remove(dir_.Sub("log"));
+    Child child(Args(c.overrides), dir_.Sub("log"));
+    ASSERT_TRUE(WaitFor([&] { return !child.Running(); }, std::chrono::seconds(5)));
+    EXPECT_EQ(child.ExitCode(), c.code) << ReadFileOrEmpty(dir_.Sub("log"));
+    EXPECT_NE(ReadFileOrEmpty(dir_.Sub("log")).find(c.message), std::string::npos)
+        << ReadFileOrEmpty(dir_.Sub("log"));
+  }
+  // No node name at all.
+  std::filesystem::remove(dir_.Sub("log"));
+  Child child({kBinary, "run", "--kubeconfig", dir_.Sub("kubeconfig")}, dir_.Sub("log"),
+              {"NODE_NAME=", "EFA_DRA_NODE_NAME="});
+  ASSERT_TRUE(WaitFor([&] { return !child.Running(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(child.ExitCode(), 2);
+}
+
+}  // namespace
+}  // namespace efadra

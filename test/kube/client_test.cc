@@ -1,0 +1,355 @@
+// kube::Client against a real FakeApiServer on 127.0.0.1: CRUD, selectors, conflicts,
+// validation errors, retries, watches, outages and token rotation.
+#include "efadra/kube/client.h"
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <thread>
+
+#include "efadra/apidouble/fake_api_server.h"
+#include "support/test_support.h"
+
+namespace efadra::kube {
+namespace {
+
+using apidouble::FakeApiServer;
+using nlohmann::json;
+
+constexpr char kSlices[] = "/apis/resource.k8s.io/v1/resourceslices";
+
+json Slice(const std::string& node, const std::string& driver = "efa.example.com") {
+  return {{"apiVersion", "resource.k8s.io/v1"},
+          {"kind", "ResourceSlice"},
+          {"metadata", {{"generateName", node + "-" + driver + "-"}, {"labels", {{"node", node}}}}},
+          {"spec",
+           {{"driver", driver},
+            {"nodeName", node},
+            {"pool", {{"name", node}, {"generation", 1}, {"resourceSliceCount", 1}}},
+            {"devices",
+             json::array({{{"name", "efa-0"},
+                           {"attributes", {{"numaNode", {{"int", 0}}},
+                                           {"kernelDriverVersion", {{"version", "3.1.0"}}}}}}})}}}};
+}
+
+class ClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(server_.Start().ok());
+    ClientConfig config;
+    config.server = server_.url();
+    config.request_timeout = std::chrono::seconds(5);
+    RetryPolicy retry;
+    retry.initial_backoff = std::chrono::milliseconds(5);
+    retry.max_backoff = std::chrono::milliseconds(20);
+    auto client = Client::Create(config, retry);
+    ASSERT_TRUE(client.ok()) << client.status().ToString();
+    client_ = std::move(*client);
+  }
+
+  size_t CountRequests(const std::string& method) {
+    size_t n = 0;
+    for (const auto& r : server_.Requests()) n += r.method == method ? 1 : 0;
+    return n;
+  }
+
+  FakeApiServer server_;
+  std::unique_ptr<Client> client_;
+};
+
+TEST_F(ClientTest, CrudRoundTrip) {
+  auto created = client_->Create(kSlices, Slice("node1"));
+  ASSERT_TRUE(created.ok()) << created.status().ToString();
+  const std::string name = (*created)["metadata"]["name"];
+  EXPECT_EQ(name.size(), std::string("node1-efa.example.com-").size() + 5);
+  EXPECT_FALSE((*created)["metadata"]["uid"].get<std::string>().empty());
+  const std::string path = std::string(kSlices) + "/" + name;
+
+  auto got = client_->Get(path);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ((*got)["spec"], (*created)["spec"]);
+
+  json update = *got;
+  update["spec"]["pool"]["generation"] = 2;
+  auto updated = client_->Update(path, update);
+  ASSERT_TRUE(updated.ok()) << updated.status().ToString();
+  EXPECT_NE((*updated)["metadata"]["resourceVersion"], (*got)["metadata"]["resourceVersion"]);
+  EXPECT_EQ((*updated)["spec"]["pool"]["generation"], 2);
+
+  ASSERT_TRUE(client_->Delete(path, {(*updated)["metadata"]["uid"],
+                                     (*updated)["metadata"]["resourceVersion"]})
+                  .ok());
+  auto gone = client_->Get(path);
+  EXPECT_EQ(gone.status().code(), StatusCode::kNotFound);
+  EXPECT_NE(gone.status().message().find(name), std::string::npos) << gone.status().message();
+  EXPECT_EQ(client_->Delete(path).code(), StatusCode::kNotFound);
+}
+
+TEST_F(ClientTest, ListWithSelectors) {
+  ASSERT_TRUE(client_->Create(kSlices, Slice("n1", "a.example.com")).ok());
+  ASSERT_TRUE(client_->Create(kSlices, Slice("n2", "a.example.com")).ok());
+  ASSERT_TRUE(client_->Create(kSlices, Slice("n1", "b.example.com")).ok());
+  struct Case {
+    std::string fields, labels;
+    size_t want;
+  } cases[] = {
+      {"", "", 3},
+      {"spec.driver=a.example.com", "", 2},
+      {"spec.driver=a.example.com,spec.nodeName=n1", "", 1},
+      {"spec.nodeName!=n1", "", 1},
+      {"", "node=n1", 2},
+      {"spec.driver=b.example.com", "node=n2", 0},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.fields + " | " + c.labels);
+    ListOptions options;
+    options.field_selector = c.fields;
+    options.label_selector = c.labels;
+    auto list = client_->List(kSlices, options);
+    ASSERT_TRUE(list.ok()) << list.status().ToString();
+    EXPECT_EQ((*list)["items"].size(), c.want);
+    EXPECT_FALSE((*list)["metadata"]["resourceVersion"].get<std::string>().empty());
+  }
+  ListOptions bad;
+  bad.field_selector = "spec.pool.name=n1";
+  EXPECT_EQ(client_->List(kSlices, bad).status().code(), StatusCode::kInvalidArgument);
+}
+
+TEST_F(ClientTest, ConflictsMapToAbortedAndAlreadyExists) {
+  json slice = Slice("n1");
+  slice["metadata"].erase("generateName");
+  slice["metadata"]["name"] = "fixed";
+  ASSERT_TRUE(client_->Create(kSlices, slice).ok());
+  auto dup = client_->Create(kSlices, slice);
+  EXPECT_EQ(dup.status().code(), StatusCode::kAlreadyExists) << dup.status().ToString();
+
+  auto stored = client_->Get(std::string(kSlices) + "/fixed");
+  ASSERT_TRUE(stored.ok());
+  json stale = *stored;
+  ASSERT_TRUE(client_->Update(std::string(kSlices) + "/fixed", *stored).ok());
+  server_.ClearRequests();
+  auto conflict = client_->Update(std::string(kSlices) + "/fixed", stale);
+  EXPECT_EQ(conflict.status().code(), StatusCode::kAborted);
+  EXPECT_NE(conflict.status().message().find("409 Conflict"), std::string::npos)
+      << conflict.status().message();
+  EXPECT_NE(conflict.status().message().find("fixed"), std::string::npos);
+  EXPECT_EQ(CountRequests("PUT"), 1u) << "409 must not be retried";
+
+  auto del = client_->Delete(std::string(kSlices) + "/fixed", {"wrong-uid", ""});
+  EXPECT_EQ(del.code(), StatusCode::kAborted) << del.ToString();
+}
+
+TEST_F(ClientTest, InvalidSliceIs422WithCauses) {
+  json slice = Slice("n1");
+  slice["spec"]["devices"][0]["name"] = "Not_A_Label";
+  auto r = client_->Create(kSlices, slice);
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find("spec.devices[0].name"), std::string::npos)
+      << r.status().message();
+  EXPECT_NE(r.status().message().find("422"), std::string::npos);
+}
+
+TEST_F(ClientTest, RetriesOn5xxAnd429ButNot4xx) {
+  struct Case {
+    int status;
+    int failures;
+    bool succeeds;
+    size_t want_requests;
+    StatusCode code;
+  } cases[] = {
+      {503, 2, true, 3, StatusCode::kOk},
+      {500, 1, true, 2, StatusCode::kOk},
+      {429, 2, true, 3, StatusCode::kOk},
+      {503, 5, false, 5, StatusCode::kUnavailable},
+      {400, 1, false, 1, StatusCode::kInvalidArgument},
+      {403, 1, false, 1, StatusCode::kPermissionDenied},
+      {404, 1, false, 1, StatusCode::kNotFound},
+      {409, 1, false, 1, StatusCode::kAborted},
+  };
+  server_.PutNode("node1", "uid-1");
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.status);
+    server_.ClearRequests();
+    server_.FailNext(c.failures, c.status, 0, "GET", "/api/v1/nodes");
+    auto r = client_->Get("/api/v1/nodes/node1");
+    EXPECT_EQ(r.ok(), c.succeeds) << r.status().ToString();
+    EXPECT_EQ(r.status().code(), c.code);
+    EXPECT_EQ(server_.Requests().size(), c.want_requests);
+  }
+}
+
+TEST_F(ClientTest, HonoursRetryAfter) {
+  server_.PutNode("node1", "uid-1");
+  server_.FailNext(1, 429, 1, "GET");
+  auto start = std::chrono::steady_clock::now();
+  auto r = client_->Get("/api/v1/nodes/node1");
+  auto elapsed = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  // Backoff alone is capped at 20 ms here, so only Retry-After explains a 1 s wait.
+  EXPECT_GE(elapsed, std::chrono::milliseconds(900));
+  EXPECT_EQ(server_.Requests().size(), 2u);
+}
+
+TEST_F(ClientTest, WatchDeliversEventsAndStops) {
+  std::atomic<bool> stop{false};
+  std::vector<std::string> types;
+  std::mutex mu;
+  Status result;
+  std::thread watcher([&] {
+    ListOptions options;
+    options.field_selector = "spec.nodeName=n1";
+    result = client_->Watch(kSlices, options,
+                            [&](const WatchEvent& e) {
+                              std::lock_guard<std::mutex> lock(mu);
+                              types.push_back(e.type);
+                              return true;
+                            },
+                            stop);
+  });
+  ASSERT_TRUE(testing::WaitFor([&] {
+    for (const auto& r : server_.Requests()) if (r.watch) return true;
+    return false;
+  }));
+  auto created = client_->Create(kSlices, Slice("n1"));
+  ASSERT_TRUE(created.ok());
+  ASSERT_TRUE(client_->Create(kSlices, Slice("n2")).ok());  // filtered out
+  server_.DeleteResourceSlice((*created)["metadata"]["name"]);
+  ASSERT_TRUE(testing::WaitFor([&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return types.size() >= 2;
+  }));
+  auto stop_at = std::chrono::steady_clock::now();
+  stop = true;
+  watcher.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - stop_at, std::chrono::milliseconds(500));
+  EXPECT_EQ(result.code(), StatusCode::kCancelled) << result.ToString();
+  EXPECT_EQ(types, (std::vector<std::string>{"ADDED", "DELETED"}));
+}
+
+TEST_F(ClientTest, WatchEndsOnDropAndResumesFromVersion) {
+  ASSERT_TRUE(client_->Create(kSlices, Slice("n1")).ok());
+  auto list = client_->List(kSlices);
+  ASSERT_TRUE(list.ok());
+  std::atomic<bool> stop{false};
+  std::atomic<int> events{0};
+  Status result;
+  std::thread watcher([&] {
+    ListOptions o;
+    o.resource_version = (*list)["metadata"]["resourceVersion"];
+    result = client_->Watch(kSlices, o, [&](const WatchEvent&) { ++events; return true; }, stop);
+  });
+  ASSERT_TRUE(client_->Create(kSlices, Slice("n2")).ok());
+  ASSERT_TRUE(testing::WaitFor([&] { return events.load() == 1; }));
+  server_.DropWatches();
+  watcher.join();
+  EXPECT_TRUE(result.ok()) << result.ToString();
+  EXPECT_EQ(events.load(), 1) << "resuming from the list version must not replay n1";
+}
+
+TEST_F(ClientTest, WatchTooOldVersionIsOutOfRange) {
+  std::atomic<bool> stop{false};
+  std::vector<std::string> types;
+  ListOptions options;
+  options.resource_version = "1";  // older than anything the server retains
+  Status result = client_->Watch(kSlices, options,
+                                 [&](const WatchEvent& e) {
+                                   types.push_back(e.type);
+                                   return true;
+                                 },
+                                 stop);
+  EXPECT_EQ(result.code(), StatusCode::kOutOfRange) << result.ToString();
+  EXPECT_EQ(types, std::vector<std::string>{"ERROR"});
+}
+
+TEST_F(ClientTest, ApiDownThenUp) {
+  // A port nothing listens on: take one from a server and stop it.
+  FakeApiServer later;
+  ASSERT_TRUE(later.Start().ok());
+  const int port = later.port();
+  later.Stop();
+  ClientConfig config;
+  config.server = "http://127.0.0.1:" + std::to_string(port);
+  RetryPolicy retry;
+  retry.initial_backoff = std::chrono::milliseconds(5);
+  retry.max_backoff = std::chrono::milliseconds(20);
+  auto client = Client::Create(config, retry);
+  ASSERT_TRUE(client.ok());
+  auto start = std::chrono::steady_clock::now();
+  auto r = (*client)->Get("/api/v1/nodes/x");
+  EXPECT_EQ(r.status().code(), StatusCode::kUnavailable) << r.status().ToString();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  // The same client works against a live server afterwards.
+  server_.PutNode("x", "uid-x");
+  ClientConfig live = config;
+  live.server = server_.url();
+  auto client2 = Client::Create(live, retry);
+  ASSERT_TRUE(client2.ok());
+  EXPECT_TRUE((*client2)->Get("/api/v1/nodes/x").ok());
+}
+
+TEST_F(ClientTest, TokenFileRotation) {
+  testing::TempDir dir;
+  testing::WriteFileOrDie(dir.Sub("token"), "first\n");
+  server_.SetBearerToken("first");
+  server_.PutNode("n", "uid");
+  ClientConfig config;
+  config.server = server_.url();
+  config.token_file = dir.Sub("token");
+  RetryPolicy once;
+  once.max_attempts = 1;
+  auto client = Client::Create(config, once);
+  ASSERT_TRUE(client.ok());
+  EXPECT_TRUE((*client)->Get("/api/v1/nodes/n").ok());
+  server_.SetBearerToken("second");
+  EXPECT_EQ((*client)->Get("/api/v1/nodes/n").status().code(), StatusCode::kUnauthenticated);
+  testing::WriteFileOrDie(dir.Sub("token"), "second\n");
+  EXPECT_TRUE((*client)->Get("/api/v1/nodes/n").ok());
+}
+
+class CountingObserver : public RequestObserver {
+ public:
+  void OnRequest(std::string_view verb, int code, std::chrono::microseconds) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    seen_.push_back(std::string(verb) + " " + std::to_string(code));
+  }
+  std::vector<std::string> seen() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return seen_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::vector<std::string> seen_;
+};
+
+TEST_F(ClientTest, ObserverSeesEveryAttempt) {
+  CountingObserver observer;
+  client_->SetObserver(&observer);
+  server_.FailNext(1, 503);
+  EXPECT_EQ(client_->Get("/api/v1/nodes/none").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(observer.seen(), (std::vector<std::string>{"GET 503", "GET 404"}));
+}
+
+TEST(ClientCreateTest, RejectsUnusableConfig) {
+  struct Case {
+    std::function<void(ClientConfig&)> mutate;
+    std::string want;
+  } cases[] = {
+      {[](ClientConfig&) {}, "no server"},
+      {[](ClientConfig& c) { c.server = "ftp://x"; }, "not an http"},
+      {[](ClientConfig& c) { c.server = "https://x"; c.ca_file = "/nonexistent/ca.crt"; },
+       "/nonexistent/ca.crt"},
+      {[](ClientConfig& c) { c.server = "https://x"; c.client_cert_data = "PEM"; }, "together"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.want);
+    ClientConfig config;
+    c.mutate(config);
+    auto r = Client::Create(config);
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(c.want), std::string::npos) << r.status().message();
+  }
+}
+
+}  // namespace
+}  // namespace efadra::kube

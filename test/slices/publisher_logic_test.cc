@@ -1,0 +1,229 @@
+// The publisher's reconcile logic against the in-memory SliceApi (no network): fast, and it
+// can assert exact write counts for each kind of change.
+#include <gtest/gtest.h>
+
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "efadra/slices/publisher.h"
+#include "efadra/slices/resource_slices.h"
+#include "slices/inventories.h"
+#include "slices/memory_slice_api.h"
+#include "support/test_support.h"
+
+namespace efadra::slices {
+namespace {
+
+using efadra::testing::WaitFor;
+using nlohmann::json;
+using std::chrono::milliseconds;
+
+discovery::Inventory ManyDevices(int count) {
+  discovery::Inventory inventory;
+  for (int i = 0; i < count; ++i) {
+    inventory.devices.push_back(testing::MakeDevice(i / 32, i % 32, 0xefa1, 0, "pci0000:00", i));
+  }
+  return inventory;
+}
+
+class PublisherLogicTest : public ::testing::Test {
+ protected:
+  PublisherOptions Options() {
+    PublisherOptions options;
+    options.node_name = "node-1";
+    options.resync = milliseconds(20);
+    options.debounce = milliseconds(5);
+    options.initial_backoff = milliseconds(5);
+    options.max_backoff = milliseconds(50);
+    return options;
+  }
+  InventoryScanner Scanner() {
+    return [this]() -> Result<discovery::Inventory> {
+      std::lock_guard<std::mutex> lock(mutex_);
+      return inventory_;
+    };
+  }
+  void SetInventory(discovery::Inventory inventory) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    inventory_ = std::move(inventory);
+  }
+  bool Converged(int per_slice = 128) {
+    discovery::Inventory inventory;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      inventory = inventory_;
+    }
+    SliceOptions options;
+    options.node_name = "node-1";
+    options.node_uid = "uid-node-1";
+    options.max_devices_per_slice = per_slice;
+    const auto desired = DesiredSlices(inventory, options);
+    const auto stored = api_.Slices();
+    if (stored.size() != desired.size()) return false;
+    std::set<int64_t> generations;
+    json want = json::array();
+    json have = json::array();
+    for (const auto& slice : desired) {
+      for (const auto& d : slice["spec"]["devices"]) want.push_back(d);
+    }
+    std::vector<json> sorted = stored;
+    std::sort(sorted.begin(), sorted.end(), [](const json& a, const json& b) {
+      return a["metadata"]["name"].get<std::string>() < b["metadata"]["name"].get<std::string>();
+    });
+    for (const auto& slice : sorted) {
+      generations.insert(slice["spec"]["pool"]["generation"].get<int64_t>());
+      if (slice["spec"]["pool"]["resourceSliceCount"] != static_cast<int64_t>(desired.size())) {
+        return false;
+      }
+      if (slice["metadata"]["ownerReferences"][0]["uid"] != "uid-node-1") return false;
+      for (const auto& d : slice["spec"]["devices"]) have.push_back(d);
+    }
+    std::sort(have.begin(), have.end(), [](const json& a, const json& b) {
+      return a["name"].get<std::string>() < b["name"].get<std::string>();
+    });
+    return generations.size() == 1 && have == want;
+  }
+
+  testing::MemorySliceApi api_;
+  std::mutex mutex_;
+  discovery::Inventory inventory_ = testing::P5Inventory();
+};
+
+TEST_F(PublisherLogicTest, FirstPublishThenZeroWrites) {
+  Publisher publisher(api_, Scanner(), Options());
+  ASSERT_TRUE(publisher.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return publisher.FirstPublishDone(); }));
+  EXPECT_TRUE(Converged());
+  EXPECT_EQ(api_.Writes(), 1);
+  const auto scans = publisher.State().scans;
+  ASSERT_TRUE(WaitFor([&] { return publisher.State().scans >= scans + 30; }));
+  EXPECT_EQ(api_.Writes(), 1);
+  EXPECT_EQ(publisher.State().pool_generation, 1);
+}
+
+TEST_F(PublisherLogicTest, WritesPerChange) {
+  Publisher publisher(api_, Scanner(), Options());
+  ASSERT_TRUE(publisher.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return publisher.FirstPublishDone(); }));
+  struct Step {
+    std::string name;
+    std::function<void(discovery::Inventory&)> change;
+    int writes;
+    int64_t generation;
+  } steps[] = {
+      {"port down: one update in place", [](auto& inv) { inv.devices[0].port.state = "DOWN"; }, 1,
+       1},
+      {"device gone: one update in place", [](auto& inv) { inv.devices.pop_back(); }, 1, 1},
+      {"no change", [](auto&) {}, 0, 1},
+      {"fields that are not published", [](auto& inv) { inv.devices[1].local_cpulist = "0-3"; }, 0,
+       1},
+      {"grow past one slice: bump, update + create", [](auto& inv) { inv = ManyDevices(130); }, 2,
+       2},
+      {"shrink to one slice: bump, delete + update", [](auto& inv) { inv = ManyDevices(3); }, 2, 3},
+      {"empty: still one slice", [](auto& inv) { inv.devices.clear(); }, 1, 3},
+  };
+  for (const auto& step : steps) {
+    SCOPED_TRACE(step.name);
+    discovery::Inventory inventory;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      inventory = inventory_;
+    }
+    step.change(inventory);
+    SetInventory(inventory);
+    api_.ClearWrites();
+    const auto scans = publisher.State().scans;
+    publisher.RescanSoon();
+    ASSERT_TRUE(WaitFor([&] { return publisher.State().scans >= scans + 3 && Converged(); }));
+    EXPECT_EQ(api_.Writes(), step.writes);
+    EXPECT_EQ(publisher.State().pool_generation, step.generation);
+  }
+}
+
+TEST_F(PublisherLogicTest, ExternalDeleteAndDroppedWatches) {
+  PublisherOptions options = Options();
+  options.resync = std::chrono::hours(1);
+  Publisher publisher(api_, Scanner(), options);
+  ASSERT_TRUE(publisher.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return publisher.FirstPublishDone(); }));
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE(round);
+    if (round == 1) api_.DropWatches();
+    api_.DeleteAll();
+    EXPECT_TRUE(WaitFor([&] { return Converged(); }, milliseconds(1000)));
+  }
+}
+
+TEST_F(PublisherLogicTest, FailuresAndConflictsConverge) {
+  struct Case {
+    std::string name;
+    Status status;
+    int count;
+    std::string method;
+  } cases[] = {
+      {"API down at start", UnavailableError("503"), 20, "GetNode"},
+      {"throttled creates", ResourceExhaustedError("429"), 5, "CreateSlice"},
+      {"create conflicts", AlreadyExistsError("409"), 3, "CreateSlice"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    api_.DeleteAll();
+    api_.FailNext(c.count, c.status, c.method);
+    SetInventory(ManyDevices(20));
+    PublisherOptions options = Options();
+    options.resync = milliseconds(500);  // retries, not rescans, drive this test
+    options.max_devices_per_slice = 8;   // several slices, so failures hit mid-publish
+    Publisher publisher(api_, Scanner(), options);
+    ASSERT_TRUE(publisher.Start().ok());
+    ASSERT_TRUE(WaitFor([&] { return publisher.FirstPublishDone(); }));
+    EXPECT_TRUE(Converged(8));
+    EXPECT_GE(publisher.State().sync_failures, 1u);
+    EXPECT_EQ(publisher.LastError(), "");
+  }
+}
+
+TEST_F(PublisherLogicTest, RestartAdoptsWithZeroWrites) {
+  for (int per_slice : {128, 7, 1}) {
+    SCOPED_TRACE(per_slice);
+    api_.DeleteAll();
+    PublisherOptions options = Options();
+    options.max_devices_per_slice = per_slice;
+    {
+      Publisher first(api_, Scanner(), options);
+      ASSERT_TRUE(first.Start().ok());
+      ASSERT_TRUE(WaitFor([&] { return first.FirstPublishDone(); }));
+    }
+    ASSERT_TRUE(Converged(per_slice));
+    api_.ClearWrites();
+    Publisher second(api_, Scanner(), options);
+    ASSERT_TRUE(second.Start().ok());
+    ASSERT_TRUE(WaitFor([&] { return second.FirstPublishDone(); }));
+    const auto scans = second.State().scans;
+    ASSERT_TRUE(WaitFor([&] { return second.State().scans >= scans + 5; }));
+    EXPECT_EQ(api_.Writes(), 0);
+  }
+}
+
+TEST_F(PublisherLogicTest, ScanFailureKeepsPublishedSlices) {
+  std::atomic<bool> fail{false};
+  Publisher publisher(
+      api_,
+      [&]() -> Result<discovery::Inventory> {
+        if (fail) return InvalidArgumentError("/sys is not a sysfs tree");
+        std::lock_guard<std::mutex> lock(mutex_);
+        return inventory_;
+      },
+      Options());
+  ASSERT_TRUE(publisher.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return publisher.FirstPublishDone(); }));
+  api_.ClearWrites();
+  fail = true;
+  ASSERT_TRUE(WaitFor([&] { return !publisher.LastError().empty(); }));
+  EXPECT_NE(publisher.LastError().find("/sys is not a sysfs tree"), std::string::npos);
+  EXPECT_EQ(api_.Writes(), 0);
+  EXPECT_TRUE(Converged());
+}
+
+}  // namespace
+}  // namespace efadra::slices

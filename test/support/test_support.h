@@ -1,0 +1,42 @@
+// Helpers shared by the test binaries: temporary directories and deadline polling.
+// Tests never sleep for a fixed time: they poll a condition until a deadline.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+namespace efadra::testing {
+
+// A fresh directory under $TMPDIR (or /tmp), removed with its contents on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+
+  const std::string& path() const { return path_; }
+  // path() + "/" + relative.
+  std::string Sub(const std::string& relative) const;
+
+ private:
+  std::string path_;
+};
+
+// Polls `condition` every few milliseconds until it returns true (-> true) or `timeout`
+// passes (-> false).
+bool WaitFor(const std::function<bool()>& condition,
+             std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// Writes `content` to `path`, creating parent directories.
+void WriteFileOrDie(const std::string& path, const std::string& content);
+
+// The whole file, or "" if it cannot be read.
+std::string ReadFileOrEmpty(const std::string& path);
+
+// The directory of test data (test/fixtures), and ../shared when present ("" otherwise).
+std::string TestDataDir();
+std::string SharedDir();
+
+}  // namespace efadra::testing
