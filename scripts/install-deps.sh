@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs the Debian bookworm packages needed to build, test and package efa-dra-driver.
+# Idempotent: installs only what is missing. Runs apt-get as root (directly or through sudo).
+set -euo pipefail
+
+packages=(
+  # toolchain
+  g++ cmake ninja-build pkg-config git
+  # fuzz targets: clang with libFuzzer (in compiler-rt)
+  clang libclang-rt-14-dev
+  # libraries (docs/dependencies.md says which one does what)
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libibverbs-dev libnl-3-dev libnl-route-3-dev
+  nlohmann-json3-dev libspdlog-dev libcli11-dev libyaml-cpp-dev
+  libcurl4-openssl-dev libssl-dev libcpp-httplib-dev
+  libgtest-dev libgmock-dev
+  # test tools: CDI schema validation, chart rendering, YAML lint, openssl for test certs
+  python3 python3-yaml python3-jsonschema yamllint openssl
+  golang-1.19-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
+  # real CDI consumer for the container test
+  podman runc busybox-static
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "install-deps: done"
