@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_support.h"
 #include "efadra/core/filesystem.h"
 #include "efadra/discovery/discoverer.h"
 #include "efadra/sysfstree/bundled.h"
@@ -42,11 +43,6 @@ int ChildRun(const std::string& root) {
   auto dev = efadra::core::NewPosixFilesystem(root + "/dev");
   auto inventory = Discoverer(*sysfs, *dev, nullptr).Discover();
   return inventory.ok() && !inventory->devices.empty() ? 0 : 1;
-}
-
-double Percentile(std::vector<double> sorted, double p) {
-  const size_t index = std::min(sorted.size() - 1, static_cast<size_t>(p * sorted.size()));
-  return sorted[index];
 }
 
 }  // namespace
@@ -125,8 +121,8 @@ int main(int argc, char** argv) {
       "warm-up)\n",
       topology_name.c_str(), base.c_str(), devices, runs, kWarmup);
   std::printf("  discovery time   p50 %.3f ms   p90 %.3f ms   p99 %.3f ms   max %.3f ms\n",
-              Percentile(micros, 0.50) / 1000, Percentile(micros, 0.90) / 1000,
-              Percentile(micros, 0.99) / 1000, micros.back() / 1000);
+              efadra::bench::Percentile(micros, 0.50) / 1000, efadra::bench::Percentile(micros, 0.90) / 1000,
+              efadra::bench::Percentile(micros, 0.99) / 1000, micros.back() / 1000);
   std::printf("  peak RSS of a one-shot discover process: %.1f MiB\n", child_rss_kib / 1024.0);
   std::printf("  peak RSS of this bench process (tree build + %d runs): %.1f MiB\n", runs + kWarmup,
               self_usage.ru_maxrss / 1024.0);

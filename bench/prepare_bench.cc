@@ -27,6 +27,7 @@
 #include <grpcpp/grpcpp.h>
 #include <spdlog/spdlog.h>
 
+#include "bench_support.h"
 #include "dra/v1/api.grpc.pb.h"
 #include "efadra/apidouble/fake_api_server.h"
 #include "efadra/claims/claim_preparer.h"
@@ -49,22 +50,8 @@ double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(
 struct Percentiles {
   double p50 = 0, p99 = 0;
 };
-Percentiles Of(std::vector<double> samples) {
-  if (samples.empty()) return {};
-  std::sort(samples.begin(), samples.end());
-  auto at = [&](double q) {
-    return samples[std::min(samples.size() - 1, static_cast<size_t>(q * samples.size()))];
-  };
-  return {at(0.50), at(0.99)};
-}
-
-long RssKiB() {
-  std::ifstream in("/proc/self/status");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
-  }
-  return 0;
+Percentiles Of(const std::vector<double>& samples) {
+  return {efadra::bench::Percentile(samples, 0.50), efadra::bench::Percentile(samples, 0.99)};
 }
 
 // Sums the time the client spent in GETs (the API wait of a prepare).
@@ -247,7 +234,7 @@ int main(int argc, char** argv) {
         1000.0 * static_cast<double>(prepare_ms.size()) / wall_ms);
   }
   std::printf("RSS of this process (driver parts + API double + client): %.1f MiB\n",
-              static_cast<double>(RssKiB()) / 1024.0);
+              static_cast<double>(efadra::bench::SampleProcess(0).rss_kib) / 1024.0);
   plugin.Stop();
   client->reset();
   api.Stop();

@@ -13,10 +13,6 @@
 // Usage: soak_bench [--seconds 180] [--interval-ms 5] [--sample-seconds 5] [--resync 1s]
 //                   [--binary PATH]
 #include <grpcpp/grpcpp.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,16 +23,13 @@
 #include <filesystem>
 #include <fstream>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "bench_support.h"
 #include "dra/v1/api.grpc.pb.h"
 #include "efadra/apidouble/fake_api_server.h"
-#include "efadra/sysfstree/bundled.h"
-#include "efadra/sysfstree/topology.h"
-#include "efadra/sysfstree/tree_builder.h"
 #include "pluginregistration/v1/api.grpc.pb.h"
 
 namespace {
@@ -47,102 +40,16 @@ using Clock = std::chrono::steady_clock;
 constexpr char kNode[] = "soak-node";
 constexpr char kDriver[] = "dra.net";
 
-pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    FILE* out = std::fopen(log.c_str(), "a");
-    if (out != nullptr) ::dup2(::fileno(out), 2);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  return pid;
-}
-
-int StopChild(pid_t pid) {
-  ::kill(pid, SIGTERM);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-bool Exited(pid_t pid) {
-  int status = 0;
-  return ::waitpid(pid, &status, WNOHANG) == pid;
-}
-
-int FreePort() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  const int port = ntohs(address.sin_port);
-  ::close(fd);
-  return port;
-}
+using efadra::bench::Exited;
+using efadra::bench::Percentile;
+using efadra::bench::Spawn;
+using efadra::bench::StopChild;
 
 // One look at the child through /proc.
 struct Sample {
-  double at_s = 0;    // since the steady part began
-  long rss_kib = 0;   // VmRSS
-  long threads = 0;   // Threads
-  double cpu_s = 0;   // utime + stime
-  long fds = 0;       // entries of /proc/<pid>/fd
+  double at_s = 0;  // since the steady part began
+  efadra::bench::ProcessSample process;
 };
-
-long StatusValue(const std::string& status, const std::string& key) {
-  const size_t at = status.find("\n" + key);
-  if (at == std::string::npos) return -1;
-  return std::strtol(status.c_str() + at + 1 + key.size(), nullptr, 10);
-}
-
-Sample TakeSample(pid_t pid, double at_s) {
-  const std::string proc = "/proc/" + std::to_string(pid);
-  Sample s;
-  s.at_s = at_s;
-  {
-    std::ifstream in(proc + "/status");
-    const std::string status = "\n" + std::string((std::istreambuf_iterator<char>(in)),
-                                                  std::istreambuf_iterator<char>());
-    s.rss_kib = StatusValue(status, "VmRSS:");
-    s.threads = StatusValue(status, "Threads:");
-  }
-  {
-    // Fields 14 and 15 (utime, stime) counted after the ")" that ends the command name.
-    std::ifstream in(proc + "/stat");
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    const size_t close = text.rfind(')');
-    if (close != std::string::npos) {
-      std::istringstream fields(text.substr(close + 2));
-      std::string field;
-      unsigned long long utime = 0, stime = 0;
-      for (int i = 3; i <= 15 && fields >> field; ++i) {
-        if (i == 14) utime = std::stoull(field);
-        if (i == 15) stime = std::stoull(field);
-      }
-      s.cpu_s = static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
-    }
-  }
-  std::error_code ec;
-  for (auto it = std::filesystem::directory_iterator(proc + "/fd", ec);
-       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
-    ++s.fds;
-  }
-  return s;
-}
-
-double Percentile(std::vector<double> values, double p) {
-  std::sort(values.begin(), values.end());
-  if (values.empty()) return 0;
-  const size_t index = std::min(
-      values.size() - 1, static_cast<size_t>(p * static_cast<double>(values.size() - 1) + 0.5));
-  return values[index];
-}
 
 // An allocated resource.k8s.io/v1 ResourceClaim for one device of our pool (the shape of
 // test/claims/claims_fixture.h AllocatedClaim).
@@ -155,7 +62,9 @@ nlohmann::json Claim(const std::string& name, const std::string& uid, const std:
            {{"allocation",
              {{"devices",
                {{"results",
-                 {{{"request", "efa"}, {"driver", kDriver}, {"pool", kNode},
+                 {{{"request", "efa"},
+                   {"driver", kDriver},
+                   {"pool", kNode},
                    {"device", device}}}}}}}}}}};
 }
 
@@ -209,45 +118,40 @@ int main(int argc, char** argv) {
     return 1;
   }
 
-  char dir_template[] = "/tmp/soak-bench-XXXXXX";
-  const std::string dir = ::mkdtemp(dir_template);
-  const auto yaml = efadra::sysfstree::BundledTopology("p5.48xlarge");
-  auto topology = yaml ? efadra::sysfstree::ParseTopology(*yaml)
-                       : efadra::Result<efadra::sysfstree::Topology>(
-                             efadra::NotFoundError("p5.48xlarge not bundled"));
-  if (!topology.ok() ||
-      !efadra::sysfstree::BuildSysfsTree(*topology, dir + "/sys", dir + "/dev").ok()) {
-    std::fprintf(stderr, "soak_bench: cannot build the p5 tree\n");
-    return 1;
-  }
-
   efadra::apidouble::FakeApiServer server;
   if (!server.Start().ok()) return 1;
   server.PutNode(kNode, "uid-soak-node");
-  {
-    std::ofstream kubeconfig(dir + "/kubeconfig");
-    kubeconfig << "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n"
-               << "  cluster:\n    server: " << server.url()
-               << "\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\n"
-               << "users:\n- name: u\n  user:\n    token: t\n";
-    std::ofstream(dir + "/boot_id") << "soak-boot\n";
-  }
-  const int http_port = FreePort();
+  const std::string dir = efadra::bench::MakeScratchNode("soak-bench", "p5.48xlarge", server.url());
+  std::ofstream(dir + "/boot_id") << "soak-boot\n";
+  const int http_port = efadra::bench::FreePort();
   const std::vector<std::string> args = {binary,
                                          "run",
-                                         "--node-name", kNode,
-                                         "--sysfs-root", dir + "/sys",
-                                         "--dev-root", dir + "/dev",
-                                         "--kubeconfig", dir + "/kubeconfig",
-                                         "--registrar-dir", dir + "/registry",
-                                         "--plugin-dir", dir + "/plugins/dra.net",
-                                         "--cdi-root", dir + "/cdi",
-                                         "--state-dir", dir + "/state",
-                                         "--boot-id-file", dir + "/boot_id",
-                                         "--device-plugin-dir", dir + "/device-plugins",
-                                         "--http-address", "127.0.0.1:" + std::to_string(http_port),
-                                         "--resync", resync,
-                                         "--log-format", "json"};
+                                         "--node-name",
+                                         kNode,
+                                         "--sysfs-root",
+                                         dir + "/sys",
+                                         "--dev-root",
+                                         dir + "/dev",
+                                         "--kubeconfig",
+                                         dir + "/kubeconfig",
+                                         "--registrar-dir",
+                                         dir + "/registry",
+                                         "--plugin-dir",
+                                         dir + "/plugins/dra.net",
+                                         "--cdi-root",
+                                         dir + "/cdi",
+                                         "--state-dir",
+                                         dir + "/state",
+                                         "--boot-id-file",
+                                         dir + "/boot_id",
+                                         "--device-plugin-dir",
+                                         dir + "/device-plugins",
+                                         "--http-address",
+                                         "127.0.0.1:" + std::to_string(http_port),
+                                         "--resync",
+                                         resync,
+                                         "--log-format",
+                                         "json"};
   const std::string log = dir + "/driver.log";
   const pid_t pid = Spawn(args, log);
   auto fail = [&](const char* what) {
@@ -288,7 +192,7 @@ int main(int argc, char** argv) {
     while (!done.load()) {
       {
         std::lock_guard<std::mutex> lock(samples_mu);
-        samples.push_back(TakeSample(pid, since()));
+        samples.push_back({since(), efadra::bench::SampleProcess(pid)});
       }
       next += std::chrono::seconds(sample_seconds);
       while (!done.load() && Clock::now() < next) {
@@ -298,8 +202,8 @@ int main(int argc, char** argv) {
   });
 
   // The kubelet keeps one connection to the plugin; so does this loop.
-  auto stub =
-      dra::DRAPlugin::NewStub(grpc::CreateChannel("unix:" + endpoint, grpc::InsecureChannelCredentials()));
+  auto stub = dra::DRAPlugin::NewStub(
+      grpc::CreateChannel("unix:" + endpoint, grpc::InsecureChannelCredentials()));
   std::vector<double> prepare_ms, unprepare_ms;
   size_t errors = 0;
   std::string first_error;
@@ -315,8 +219,7 @@ int main(int argc, char** argv) {
     }
     const std::string name = "claim-" + std::to_string(cycle);
     const std::string uid = "uid-soak-" + std::to_string(cycle);
-    server.PutResourceClaim(
-        Claim(name, uid, devices[static_cast<size_t>(cycle) % devices.size()]));
+    server.PutResourceClaim(Claim(name, uid, devices[static_cast<size_t>(cycle) % devices.size()]));
 
     dra::NodePrepareResourcesRequest prepare;
     auto* claim = prepare.add_claims();
@@ -354,7 +257,7 @@ int main(int argc, char** argv) {
   }
   {
     std::lock_guard<std::mutex> lock(samples_mu);
-    samples.push_back(TakeSample(pid, since()));
+    samples.push_back({since(), efadra::bench::SampleProcess(pid)});
   }
   done = true;
   sampler.join();
@@ -372,15 +275,20 @@ int main(int argc, char** argv) {
   const Sample& first = samples.front();
   const Sample& last = samples.back();
   long max_rss = 0;
-  for (const Sample& s : samples) max_rss = std::max(max_rss, s.rss_kib);
+  for (const Sample& s : samples) max_rss = std::max(max_rss, s.process.rss_kib);
   // The RSS after the first minute is the baseline for drift: the first minute grows arenas
   // and gRPC's pools to their working size.
-  const Sample* after_warmup = &first;
+  const Sample* warm = &first;
   for (const Sample& s : samples) {
-    if (s.at_s >= 60 && after_warmup == &first) after_warmup = &s;
+    if (s.at_s >= 60 && warm == &first) warm = &s;
   }
-  const double minutes = (last.at_s - first.at_s) / 60.0;
-  const double warm_minutes = (last.at_s - after_warmup->at_s) / 60.0;
+  auto per_minute = [](double amount, double from_s, double to_s) {
+    return to_s > from_s ? amount * 60.0 / (to_s - from_s) : 0.0;
+  };
+  const long drift = last.process.rss_kib - first.process.rss_kib;
+  const long warm_drift = last.process.rss_kib - warm->process.rss_kib;
+  const double cpu = last.process.cpu_s - first.process.cpu_s;
+  const double cpu_per_minute = per_minute(cpu, first.at_s, last.at_s);
 
   std::printf("soak_bench: p5.48xlarge tree (%zu devices), FakeApiServer on %s, resync %s\n",
               devices.size(), server.url().c_str(), resync.c_str());
@@ -389,34 +297,31 @@ int main(int argc, char** argv) {
   std::printf("samples every %d s (%zu):\n  t(s)   RSS(KiB)  CPU(s)  fds  threads\n",
               sample_seconds, samples.size());
   for (const Sample& s : samples) {
-    std::printf("  %5.0f  %8ld  %6.2f  %3ld  %3ld\n", s.at_s, s.rss_kib, s.cpu_s, s.fds,
-                s.threads);
+    std::printf("  %5.0f  %8ld  %6.2f  %3ld  %3ld\n", s.at_s, s.process.rss_kib, s.process.cpu_s,
+                s.process.fds, s.process.threads);
   }
-  std::printf("RSS: start %ld KiB, end %ld KiB, max %ld KiB, drift %+ld KiB (%+.1f KiB/min); "
-              "after the first minute %+ld KiB (%+.1f KiB/min)\n",
-              first.rss_kib, last.rss_kib, max_rss, last.rss_kib - first.rss_kib,
-              minutes > 0 ? static_cast<double>(last.rss_kib - first.rss_kib) / minutes : 0.0,
-              last.rss_kib - after_warmup->rss_kib,
-              warm_minutes > 0
-                  ? static_cast<double>(last.rss_kib - after_warmup->rss_kib) / warm_minutes
-                  : 0.0);
-  std::printf("CPU: %.2f s in %.1f min = %.2f s per minute (%.1f%% of one core)\n",
-              last.cpu_s - first.cpu_s, minutes,
-              minutes > 0 ? (last.cpu_s - first.cpu_s) / minutes : 0.0,
-              minutes > 0 ? 100.0 * (last.cpu_s - first.cpu_s) / (minutes * 60) : 0.0);
-  std::printf("fds: first %ld, last %ld; threads: first %ld, last %ld\n", first.fds, last.fds,
-              first.threads, last.threads);
+  std::printf(
+      "RSS: start %ld KiB, end %ld KiB, max %ld KiB, drift %+ld KiB (%+.1f KiB/min); "
+      "after the first minute %+ld KiB (%+.1f KiB/min)\n",
+      first.process.rss_kib, last.process.rss_kib, max_rss, drift,
+      per_minute(static_cast<double>(drift), first.at_s, last.at_s), warm_drift,
+      per_minute(static_cast<double>(warm_drift), warm->at_s, last.at_s));
+  std::printf("CPU: %.2f s = %.2f s per minute (%.1f%% of one core)\n", cpu, cpu_per_minute,
+              100.0 * cpu_per_minute / 60.0);
+  std::printf("fds: first %ld, last %ld; threads: first %ld, last %ld\n", first.process.fds,
+              last.process.fds, first.process.threads, last.process.threads);
   std::printf("prepare: %zu calls, p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", prepare_ms.size(),
               Percentile(prepare_ms, 0.5), Percentile(prepare_ms, 0.99),
               prepare_ms.empty() ? 0.0 : *std::max_element(prepare_ms.begin(), prepare_ms.end()));
-  std::printf("unprepare: %zu calls, p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
-              unprepare_ms.size(), Percentile(unprepare_ms, 0.5), Percentile(unprepare_ms, 0.99),
-              unprepare_ms.empty() ? 0.0
-                                   : *std::max_element(unprepare_ms.begin(), unprepare_ms.end()));
+  std::printf(
+      "unprepare: %zu calls, p50 %.2f ms, p99 %.2f ms, max %.2f ms\n", unprepare_ms.size(),
+      Percentile(unprepare_ms, 0.5), Percentile(unprepare_ms, 0.99),
+      unprepare_ms.empty() ? 0.0 : *std::max_element(unprepare_ms.begin(), unprepare_ms.end()));
   std::printf("errors: %zu%s%s\n", errors, errors > 0 ? ", first: " : "", first_error.c_str());
-  std::printf("API in the steady part: %zu requests (%zu claim GETs), %zu writes, "
-              "%zu ResourceSlice writes\n",
-              requests.size(), claim_gets, writes, slice_writes);
+  std::printf(
+      "API in the steady part: %zu requests (%zu claim GETs), %zu writes, "
+      "%zu ResourceSlice writes\n",
+      requests.size(), claim_gets, writes, slice_writes);
   std::printf("SIGTERM: exit code %d\n", code);
   std::filesystem::remove_all(dir);
   return 0;

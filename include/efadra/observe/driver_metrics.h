@@ -57,7 +57,7 @@ class DriverMetrics {
   // One discovery pass (sysfs walk + enrichment).
   void RecordDiscovery(std::chrono::nanoseconds duration);
 
-  // Health of one device (by its device name in the slice, e.g. "efa-0000-10-1c-0").
+  // Health of one device (by its device name in the slice, e.g. "pci-0000-10-1c-0").
   void SetDeviceHealthy(std::string_view device, bool healthy);
   // Stops exporting a device that is gone from the node.
   void ForgetDevice(std::string_view device);

@@ -1,0 +1,135 @@
+#include "bench_support.h"
+
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "efadra/sysfstree/bundled.h"
+#include "efadra/sysfstree/topology.h"
+#include "efadra/sysfstree/tree_builder.h"
+
+namespace efadra::bench {
+
+double Percentile(std::vector<double> values, double p) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t index =
+      std::min(values.size() - 1, static_cast<size_t>(p * static_cast<double>(values.size())));
+  return values[index];
+}
+
+pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    FILE* out = std::fopen(log.c_str(), "a");
+    if (out != nullptr) ::dup2(::fileno(out), 2);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(argv[0], argv.data());
+    ::_exit(127);
+  }
+  return pid;
+}
+
+int StopChild(pid_t pid) {
+  ::kill(pid, SIGTERM);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+bool Exited(pid_t pid) {
+  int status = 0;
+  return ::waitpid(pid, &status, WNOHANG) == pid;
+}
+
+int FreePort() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address));
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
+  const int port = ntohs(address.sin_port);
+  ::close(fd);
+  return port;
+}
+
+ProcessSample SampleProcess(pid_t pid) {
+  const std::string proc = pid == 0 ? "/proc/self" : "/proc/" + std::to_string(pid);
+  ProcessSample sample;
+  {
+    std::ifstream in(proc + "/status");
+    std::string line;
+    auto value = [&](const char* key, long& out) {
+      const std::string k = key;
+      if (line.rfind(k, 0) == 0) out = std::strtol(line.c_str() + k.size(), nullptr, 10);
+    };
+    while (std::getline(in, line)) {
+      value("VmRSS:", sample.rss_kib);
+      value("VmHWM:", sample.hwm_kib);
+      value("Threads:", sample.threads);
+    }
+  }
+  {
+    // Fields 14 and 15 (utime, stime), counted after the ")" that ends the command name (which
+    // may itself hold spaces).
+    std::ifstream in(proc + "/stat");
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    const size_t close = text.rfind(')');
+    if (close != std::string::npos) {
+      std::istringstream fields(text.substr(close + 2));
+      std::string field;
+      unsigned long long utime = 0, stime = 0;
+      for (int i = 3; i <= 15 && fields >> field; ++i) {
+        if (i == 14) utime = std::stoull(field);
+        if (i == 15) stime = std::stoull(field);
+      }
+      sample.cpu_s =
+          static_cast<double>(utime + stime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+    }
+  }
+  std::error_code ec;
+  for (auto it = std::filesystem::directory_iterator(proc + "/fd", ec);
+       !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    ++sample.fds;
+  }
+  return sample;
+}
+
+std::string MakeScratchNode(const std::string& bench, const std::string& instance_type,
+                            const std::string& server_url) {
+  std::string pattern = "/tmp/" + bench + "-XXXXXX";
+  const char* made = ::mkdtemp(pattern.data());
+  const auto yaml = sysfstree::BundledTopology(instance_type);
+  if (made == nullptr || !yaml) {
+    std::fprintf(stderr, "%s: no scratch directory or no bundled %s\n", bench.c_str(),
+                 instance_type.c_str());
+    std::exit(1);
+  }
+  const std::string dir = made;
+  auto topology = sysfstree::ParseTopology(*yaml);
+  if (!topology.ok() || !sysfstree::BuildSysfsTree(*topology, dir + "/sys", dir + "/dev").ok()) {
+    std::fprintf(stderr, "%s: cannot build the %s tree\n", bench.c_str(), instance_type.c_str());
+    std::exit(1);
+  }
+  std::ofstream(dir + "/kubeconfig")
+      << "apiVersion: v1\nkind: Config\ncurrent-context: c\nclusters:\n- name: k\n"
+      << "  cluster:\n    server: " << server_url
+      << "\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\n"
+      << "users:\n- name: u\n  user:\n    token: t\n";
+  return dir;
+}
+
+}  // namespace efadra::bench

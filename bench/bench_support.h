@@ -1,0 +1,41 @@
+// Helpers the benchmark programs share: percentiles, a driver child process and what /proc
+// says about it, and the scratch node (generated sysfs tree + kubeconfig) the driver runs on.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace efadra::bench {
+
+// The p-quantile (0..1) of `values` by the nearest-rank method; 0 when empty.
+double Percentile(std::vector<double> values, double p);
+
+// fork+exec of args[0] with stderr appended to `log`.
+pid_t Spawn(const std::vector<std::string>& args, const std::string& log);
+// SIGTERM and wait; the exit code, or -1 when the child died of a signal.
+int StopChild(pid_t pid);
+// True once the child has exited (reaps it).
+bool Exited(pid_t pid);
+// A TCP port on 127.0.0.1 that was free a moment ago.
+int FreePort();
+
+// What /proc says about a process.
+struct ProcessSample {
+  long rss_kib = 0;  // VmRSS
+  long hwm_kib = 0;  // VmHWM, the peak RSS
+  long threads = 0;  // Threads
+  double cpu_s = 0;  // utime + stime
+  long fds = 0;      // entries of /proc/<pid>/fd
+};
+// `pid` 0 samples this process.
+ProcessSample SampleProcess(pid_t pid);
+
+// A directory under /tmp holding the sysfs and dev trees of a bundled instance type
+// (<dir>/sys, <dir>/dev) and a kubeconfig for `server_url` (<dir>/kubeconfig). Exits the
+// program with a message naming `bench` when the tree cannot be built.
+std::string MakeScratchNode(const std::string& bench, const std::string& instance_type,
+                            const std::string& server_url);
+
+}  // namespace efadra::bench
