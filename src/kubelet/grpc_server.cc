@@ -51,11 +51,12 @@ Status UnixSocketServer::Start() {
   }
   socket_device_ = info.st_dev;
   socket_inode_ = info.st_ino;
+  listening_ = true;
   return Status::Ok();
 }
 
 bool UnixSocketServer::SocketIntact() const {
-  if (server_ == nullptr) return false;
+  if (!listening_) return false;
   struct stat info {};
   if (::stat(path_.c_str(), &info) != 0) return false;
   return S_ISSOCK(info.st_mode) && info.st_dev == socket_device_ && info.st_ino == socket_inode_;
@@ -64,6 +65,7 @@ bool UnixSocketServer::SocketIntact() const {
 void UnixSocketServer::Stop(std::chrono::milliseconds grace) {
   if (server_ == nullptr) return;
   const bool ours = SocketIntact();
+  listening_ = false;
   server_->Shutdown(std::chrono::system_clock::now() + grace);
   server_->Wait();
   server_.reset();

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
@@ -30,7 +31,9 @@ class UnixSocketServer {
   void Stop(std::chrono::milliseconds grace);
 
   // True when the server runs and the file at the path is still its socket. False when the
-  // file was removed or replaced (the kubelet recreated its directories).
+  // file was removed or replaced (the kubelet recreated its directories). Safe to call from any
+  // thread (the liveness probe does) while another one starts or stops the server; Start and
+  // Stop themselves are called by one thread at a time.
   bool SocketIntact() const;
   const std::string& path() const { return path_; }
 
@@ -38,9 +41,12 @@ class UnixSocketServer {
   const std::string path_;
   const std::vector<grpc::Service*> services_;
   const int max_request_bytes_;
-  std::unique_ptr<grpc::Server> server_;
-  dev_t socket_device_ = 0;
-  ino_t socket_inode_ = 0;
+  std::unique_ptr<grpc::Server> server_;  // only Start/Stop touch it
+  // The identity of the socket file while serving; what SocketIntact reads. `listening_` is
+  // set after the identity is stored and cleared before the server goes away.
+  std::atomic<bool> listening_{false};
+  std::atomic<dev_t> socket_device_{0};
+  std::atomic<ino_t> socket_inode_{0};
 };
 
 }  // namespace efadra::kubelet

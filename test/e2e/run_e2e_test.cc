@@ -327,6 +327,8 @@ TEST_F(RunE2eTest, Kill9DuringAStreamOfPreparesLosesNoAnsweredClaim) {
       ASSERT_TRUE(Prepare(name, uid, &response).ok()) << ReadFileOrEmpty(dir_.Sub("log"));
       EXPECT_EQ(response.claims().at(uid).SerializeAsString(), answer) << uid;
     }
+    // Drawn before the kubelet thread starts: it uses `random` until it is joined.
+    const auto kill_after = std::chrono::milliseconds(50 + random() % 250);
     std::atomic<bool> stop{false};
     std::thread kubelet([&] {
       for (int op = 0; !stop; ++op) {
@@ -343,7 +345,7 @@ TEST_F(RunE2eTest, Kill9DuringAStreamOfPreparesLosesNoAnsweredClaim) {
         }
       }
     });
-    std::this_thread::sleep_for(std::chrono::milliseconds(50 + random() % 250));
+    std::this_thread::sleep_for(kill_after);
     child->Kill();
     stop = true;
     kubelet.join();
