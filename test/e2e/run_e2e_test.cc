@@ -259,6 +259,73 @@ TEST_F(RunE2eTest, PublishesRegistersPreparesAndStopsCleanlyOnSigterm) {
   EXPECT_TRUE(std::filesystem::exists(SpecPath("uid-job")));
 }
 
+// A surge rollout as the chart runs it with host networking: the new pod starts on the same
+// node and the same HTTP port while the old one still serves, both registered under per-pod
+// socket names; the old one leaves on SIGTERM and the new one unprepares what it prepared.
+TEST_F(RunE2eTest, ASurgeRolloutOverlapsTwoPodsOnOnePort) {
+  BuildP5();
+  auto pod = [&](const std::string& uid) {
+    auto args = Args();
+    args.insert(args.end(), {"--pod-uid", uid});
+    return std::make_unique<Child>(args, dir_.Sub("log"));
+  };
+  auto registration = [&](const std::string& uid) {
+    return dir_.Sub("registry/dra.net-" + uid + "-reg.sock");
+  };
+  auto dra_socket = [&](const std::string& uid) {
+    return dir_.Sub("plugins/dra.net/dra-" + uid + ".sock");
+  };
+  auto registered = [&](const std::string& uid) {
+    return WaitFor([&] {
+      pluginregistration::PluginInfo info;
+      return KubeletClient::Register(registration(uid), &info).ok() &&
+             info.endpoint() == dra_socket(uid);
+    });
+  };
+
+  auto old_pod = pod("old-pod");
+  ASSERT_TRUE(registered("old-pod")) << ReadFileOrEmpty(dir_.Sub("log"));
+  ASSERT_TRUE(WaitFor([&] { return HttpStatus("/readyz") == 200; }))
+      << ReadFileOrEmpty(dir_.Sub("log"));
+  PutClaim("job", "uid-job", {Device(0)});
+  dra_v1::NodePrepareResourcesRequest prepare;
+  AddClaim(&prepare, "train", "job", "uid-job");
+  dra_v1::NodePrepareResourcesResponse prepared;
+  ASSERT_TRUE(KubeletClient::Prepare<dra_v1::DRAPlugin>(dra_socket("old-pod"), prepare, &prepared)
+                  .ok());
+  ASSERT_EQ(prepared.claims().at("uid-job").error(), "");
+
+  // The surge pod binds the same port and registers next to the old one.
+  auto new_pod = pod("new-pod");
+  ASSERT_TRUE(registered("new-pod")) << ReadFileOrEmpty(dir_.Sub("log"));
+  EXPECT_TRUE(old_pod->Running());
+  EXPECT_TRUE(new_pod->Running()) << ReadFileOrEmpty(dir_.Sub("log"));
+
+  old_pod->Signal(SIGTERM);
+  ASSERT_TRUE(WaitFor([&] { return !old_pod->Running(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(old_pod->ExitCode(), 0) << ReadFileOrEmpty(dir_.Sub("log"));
+  EXPECT_FALSE(std::filesystem::exists(registration("old-pod")));
+  EXPECT_TRUE(std::filesystem::exists(registration("new-pod")));
+
+  // The port is served by the new pod alone now, and it is ready.
+  EXPECT_TRUE(WaitFor([&] { return HttpStatus("/readyz") == 200; }))
+      << ReadFileOrEmpty(dir_.Sub("log"));
+  // It answers the old pod's claim identically and can unprepare it.
+  dra_v1::NodePrepareResourcesResponse again;
+  ASSERT_TRUE(
+      KubeletClient::Prepare<dra_v1::DRAPlugin>(dra_socket("new-pod"), prepare, &again).ok());
+  EXPECT_EQ(again.claims().at("uid-job").SerializeAsString(),
+            prepared.claims().at("uid-job").SerializeAsString());
+  dra_v1::NodeUnprepareResourcesRequest unprepare;
+  AddClaim(&unprepare, "train", "job", "uid-job");
+  dra_v1::NodeUnprepareResourcesResponse unprepared;
+  ASSERT_TRUE(KubeletClient::Unprepare<dra_v1::DRAPlugin>(dra_socket("new-pod"), unprepare,
+                                                          &unprepared)
+                  .ok());
+  EXPECT_EQ(unprepared.claims().at("uid-job").error(), "");
+  EXPECT_FALSE(std::filesystem::exists(SpecPath("uid-job")));
+}
+
 TEST_F(RunE2eTest, Kill9AndRebootLoseNothing) {
   BuildP5();
   auto child = Start();
