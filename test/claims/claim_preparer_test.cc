@@ -33,13 +33,7 @@ class ClaimPreparerTest : public ::testing::Test {
     inventory_ = testing::DiscoverBundled(dir_);
     ASSERT_TRUE(server_.Start().ok());
     server_.PutNode(kNode, "node-uid-1");
-    kube::ClientConfig config;
-    config.server = server_.url();
-    auto client = kube::Client::Create(config, {.max_attempts = 2,
-                                                .initial_backoff = std::chrono::milliseconds(5),
-                                                .max_backoff = std::chrono::milliseconds(20)});
-    ASSERT_TRUE(client.ok()) << client.status().ToString();
-    client_ = std::move(*client);
+    client_ = testing::QuickRetryClient(server_.url());
     std::filesystem::create_directories(dir_.Sub("cdi"));
     std::filesystem::create_directories(dir_.Sub("state"));
     real_cdi_ = core::NewPosixFilesystem(dir_.Sub("cdi"));

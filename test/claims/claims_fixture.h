@@ -2,13 +2,16 @@
 // the real Discoverer, and helpers to build allocated ResourceClaim objects.
 #pragma once
 
+#include <chrono>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "efadra/discovery/discoverer.h"
+#include "efadra/kube/client.h"
 #include "efadra/sysfstree/bundled.h"
 #include "efadra/sysfstree/topology.h"
 #include "efadra/sysfstree/tree_builder.h"
@@ -36,6 +39,18 @@ inline std::shared_ptr<const discovery::Inventory> DiscoverBundled(
   auto inventory = discoverer.Discover();
   if (!inventory.ok()) throw std::runtime_error(inventory.status().ToString());
   return std::make_shared<const discovery::Inventory>(std::move(*inventory));
+}
+
+// A client of the API double at `url` that retries briefly: failure tests should not wait out
+// the production backoff.
+inline std::unique_ptr<kube::Client> QuickRetryClient(const std::string& url) {
+  kube::ClientConfig config;
+  config.server = url;
+  auto client = kube::Client::Create(config, {.max_attempts = 2,
+                                              .initial_backoff = std::chrono::milliseconds(5),
+                                              .max_backoff = std::chrono::milliseconds(20)});
+  if (!client.ok()) throw std::runtime_error(client.status().ToString());
+  return std::move(*client);
 }
 
 struct AllocatedDevice {

@@ -51,13 +51,7 @@ class PluginTest : public ::testing::Test {
     inventory_ = claims::testing::DiscoverBundled(dir_);
     ASSERT_TRUE(server_.Start().ok());
     server_.PutNode(kNode, "node-uid-1");
-    kube::ClientConfig config;
-    config.server = server_.url();
-    auto client = kube::Client::Create(config, {.max_attempts = 2,
-                                                .initial_backoff = std::chrono::milliseconds(5),
-                                                .max_backoff = std::chrono::milliseconds(20)});
-    ASSERT_TRUE(client.ok()) << client.status().ToString();
-    client_ = std::move(*client);
+    client_ = claims::testing::QuickRetryClient(server_.url());
     std::filesystem::create_directories(dir_.Sub("cdi"));
     std::filesystem::create_directories(dir_.Sub("state"));
     cdi_ = core::NewPosixFilesystem(dir_.Sub("cdi"));
