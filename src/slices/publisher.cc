@@ -485,7 +485,10 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
       spdlog::info("resource slices: pool {} generation {}: {} slice(s), {} device(s), {} write(s)",
                    options_.node_name, generation, desired.size(), device_count, writes);
     }
+    // In the same critical section as first_publish_done, so no reader sees the first
+    // publish done next to the error of the attempt before it.
     state_.first_publish_done = true;
+    state_.last_error.clear();
     state_.slices_published = static_cast<int>(desired.size());
     state_.devices_published = device_count;
     state_.pool_generation = generation;
