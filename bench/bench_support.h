@@ -18,8 +18,6 @@ pid_t Spawn(const std::vector<std::string>& args, const std::string& log);
 int StopChild(pid_t pid);
 // True once the child has exited (reaps it).
 bool Exited(pid_t pid);
-// A TCP port on 127.0.0.1 that was free a moment ago.
-int FreePort();
 
 // What /proc says about a process.
 struct ProcessSample {

@@ -123,7 +123,6 @@ int main(int argc, char** argv) {
   server.PutNode(kNode, "uid-soak-node");
   const std::string dir = efadra::bench::MakeScratchNode("soak-bench", "p5.48xlarge", server.url());
   std::ofstream(dir + "/boot_id") << "soak-boot\n";
-  const int http_port = efadra::bench::FreePort();
   const std::vector<std::string> args = {binary,
                                          "run",
                                          "--node-name",
@@ -147,7 +146,7 @@ int main(int argc, char** argv) {
                                          "--device-plugin-dir",
                                          dir + "/device-plugins",
                                          "--http-address",
-                                         "127.0.0.1:" + std::to_string(http_port),
+                                         "127.0.0.1:0",
                                          "--resync",
                                          resync,
                                          "--log-format",
