@@ -1,6 +1,8 @@
 #include "bench_support.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,13 +28,16 @@ double Percentile(std::vector<double> values, double p) {
 }
 
 pid_t Spawn(const std::vector<std::string>& args, const std::string& log) {
+  // Allocated before fork: the bench has threads (the API double), and a malloc lock one of
+  // them held at the fork would never be released in the child. Only system calls after it.
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
   const pid_t pid = ::fork();
   if (pid == 0) {
-    FILE* out = std::fopen(log.c_str(), "a");
-    if (out != nullptr) ::dup2(::fileno(out), 2);
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // no orphaned driver if the bench dies
+    const int out = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (out >= 0) ::dup2(out, 2);
     ::execv(argv[0], argv.data());
     ::_exit(127);
   }

@@ -1,5 +1,6 @@
 #include "efadra/claims/claim_preparer.h"
 
+#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,7 +9,6 @@
 #include <thread>
 
 #include <gtest/gtest.h>
-#include <spdlog/spdlog.h>
 
 #include "claims_fixture.h"
 #include "efadra/apidouble/fake_api_server.h"
@@ -45,12 +45,8 @@ class ClaimPreparerTest : public ::testing::Test {
 
   std::unique_ptr<ClaimPreparer> NewPreparer(const std::string& boot_id,
                                              std::vector<std::string>* warnings = nullptr) {
-    PreparerOptions options;
-    options.driver_name = kDriver;
-    options.node_name = kNode;
-    options.dev_root = dir_.Sub("dev");
-    options.boot_id = boot_id;
-    auto preparer = std::make_unique<ClaimPreparer>(options, *client_, *cdi_, *state_,
+    auto preparer = std::make_unique<ClaimPreparer>(
+        testing::FixturePreparerOptions(dir_.Sub("dev"), boot_id), *client_, *cdi_, *state_,
                                                     [this] { return inventory_; });
     Status started = preparer->Start(warnings);
     EXPECT_TRUE(started.ok()) << started.ToString();
@@ -317,31 +313,34 @@ TEST_F(ClaimPreparerTest, Kill9AtEachStepOfAPrepareLosesNothing) {
   ASSERT_TRUE(expected.status.ok());
   ASSERT_TRUE(preparer_->Unprepare({reference})[reference.uid].ok());
 
+  // Where the child dies: on which filesystem, at the first write whose path contains `path`.
   struct Step {
     const char* name;
+    const char* filesystem;  // "state" or "cdi"
     const char* path;
-    FaultyFilesystem::CrashWhen when;
+    const char* when;  // "before" or "after" the write
   } steps[] = {
-      {"before the checkpoint", "checkpoints/", FaultyFilesystem::CrashWhen::kBeforeWrite},
-      {"after the checkpoint", "checkpoints/", FaultyFilesystem::CrashWhen::kAfterWrite},
-      {"after the CDI spec", "dra.net-efa_", FaultyFilesystem::CrashWhen::kAfterWrite},
+      {"before the checkpoint", "state", "checkpoints/", "before"},
+      {"after the checkpoint", "state", "checkpoints/", "after"},
+      {"after the CDI spec", "cdi", "dra.net-efa_", "after"},
   };
   int round = 0;
   for (const Step& step : steps) {
     SCOPED_TRACE(step.name);
     const std::string uid = "uid-kill-" + std::to_string(round++);
     ClaimRef claim = PutClaim("kill" + uid, uid, {{"efa", device}});
-    FaultyFilesystem* crashing = std::string(step.path) == "checkpoints/" ? state_.get() : cdi_.get();
     preparer_.reset();
-    const pid_t child = ::fork();
-    if (child == 0) {
-      spdlog::set_level(spdlog::level::off);  // no logger lock taken after fork
-      crashing->CrashAt(step.path, step.when);
-      auto preparer = NewPreparer("boot-1");
-      preparer->Prepare({claim});
-      ::_exit(0);  // the crash point was not reached
-    }
-    ASSERT_GT(child, 0);
+    // A separate process (fork + exec): a bare fork of this multi-threaded process can deadlock
+    // in the child on a lock another thread held at the fork (ASan's allocator lock is not
+    // fork-safe in GCC 12's runtime; it happened in CI).
+    const std::vector<std::string> args = {
+        EFADRA_CLAIMS_CRASH_CHILD, dir_.path(), server_.url(), claim.namespace_name,
+        claim.name, claim.uid, step.filesystem, step.path, step.when};
+    std::vector<char*> argv;
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    pid_t child = 0;
+    ASSERT_EQ(::posix_spawn(&child, argv[0], nullptr, nullptr, argv.data(), environ), 0);
     int status = 0;
     ASSERT_EQ(::waitpid(child, &status, 0), child);
     ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL) << "status " << status;

@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "efadra/claims/claim_preparer.h"
 #include "efadra/discovery/discoverer.h"
 #include "efadra/kube/client.h"
 #include "efadra/sysfstree/bundled.h"
@@ -51,6 +52,17 @@ inline std::unique_ptr<kube::Client> QuickRetryClient(const std::string& url) {
                                               .max_backoff = std::chrono::milliseconds(20)});
   if (!client.ok()) throw std::runtime_error(client.status().ToString());
   return std::move(*client);
+}
+
+// The preparer options of the claims tests (and of their crash child process).
+inline PreparerOptions FixturePreparerOptions(const std::string& dev_root,
+                                              const std::string& boot_id) {
+  PreparerOptions options;
+  options.driver_name = kDriver;
+  options.node_name = kNode;
+  options.dev_root = dev_root;
+  options.boot_id = boot_id;
+  return options;
 }
 
 struct AllocatedDevice {

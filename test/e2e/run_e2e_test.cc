@@ -4,13 +4,16 @@
 // moment and repeatedly during a stream of prepares) and a reboot (new boot id, wiped CDI dir).
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -63,20 +66,40 @@ int FreePort() {
   return port;
 }
 
-// A child process with its stderr appended to a file; killed on destruction if still running.
+// A child process with its stderr appended to a file; killed on destruction if still running,
+// and by the kernel if this test process dies first (a test killed on timeout must not leave a
+// driver running).
 class Child {
  public:
+  // `env` entries ("NAME=value") replace or add to this process's environment.
   Child(const std::vector<std::string>& args, const std::string& log_path,
         const std::vector<std::string>& env = {}) {
+    // Everything is allocated before fork: this process has threads (the API double), and a
+    // lock one of them held at the fork (malloc's, ASan's) would never be released in the child.
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    std::vector<std::string> environment = env;
+    for (char** e = environ; *e != nullptr; ++e) {
+      const std::string entry = *e;
+      const std::string name = entry.substr(0, entry.find('=') + 1);
+      if (std::none_of(env.begin(), env.end(),
+                       [&](const std::string& o) { return o.rfind(name, 0) == 0; })) {
+        environment.push_back(entry);
+      }
+    }
+    std::vector<char*> envp;
+    for (auto& e : environment) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    const pid_t parent = ::getpid();
     pid_ = ::fork();
     if (pid_ == 0) {
-      FILE* log = std::fopen(log_path.c_str(), "a");
-      if (log != nullptr) ::dup2(::fileno(log), 2);
-      for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
-      std::vector<char*> argv;
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
+      // Only system calls from here to exec.
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (::getppid() != parent) ::_exit(127);  // the parent died before prctl
+      const int log = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (log >= 0) ::dup2(log, 2);
+      ::execve(argv[0], argv.data(), envp.data());
       ::_exit(127);
     }
   }
