@@ -114,11 +114,11 @@ TEST_F(ClaimPreparerTest, PreparesTheEfasOfOneRoot) {
   }
   EXPECT_TRUE(std::filesystem::exists(SpecPath(ref.uid)));
   EXPECT_TRUE(std::filesystem::exists(CheckpointPath(ref.uid)));
-  std::string problems = testing::ValidateCdiSpecs({SpecPath(ref.uid)});
-  if (problems.rfind("SKIP:", 0) != 0) {
-    EXPECT_EQ(problems, "");
-  }
   EXPECT_EQ(preparer_->PreparedClaimUids(), std::vector<std::string>{ref.uid});
+  // Last: it skips (with the reason) when the validator is not installed.
+  std::string problems = testing::ValidateCdiSpecs({SpecPath(ref.uid)});
+  if (problems.rfind("SKIP:", 0) == 0) GTEST_SKIP() << "CDI schema check not run: " << problems;
+  EXPECT_EQ(problems, "");
 }
 
 TEST_F(ClaimPreparerTest, ARepeatAnswersTheSameWithoutWritesOrApiCalls) {
@@ -145,9 +145,8 @@ TEST_F(ClaimPreparerTest, ThirtyTwoDevicesInOneClaim) {
   ASSERT_TRUE(result.status.ok()) << result.status.ToString();
   EXPECT_EQ(result.devices.size(), 32u);
   std::string problems = testing::ValidateCdiSpecs({SpecPath(ref.uid)});
-  if (problems.rfind("SKIP:", 0) != 0) {
-    EXPECT_EQ(problems, "");
-  }
+  if (problems.rfind("SKIP:", 0) == 0) GTEST_SKIP() << "CDI schema check not run: " << problems;
+  EXPECT_EQ(problems, "");
 }
 
 TEST_F(ClaimPreparerTest, PerClaimErrorsNameTheClaim) {

@@ -23,6 +23,17 @@ namespace efadra::claims::testing {
 inline constexpr char kNode[] = "ip-10-0-1-23.ec2.internal";
 inline constexpr char kDriver[] = "dra.net";
 
+// Discovers the tree already built under root/sys and root/dev.
+inline std::shared_ptr<const discovery::Inventory> DiscoverTree(const std::string& root) {
+  auto sysfs = core::NewPosixFilesystem(root + "/sys");
+  auto dev = core::NewPosixFilesystem(root + "/dev");
+  auto inventory = discovery::Discoverer(*sysfs, *dev, nullptr).Discover();
+  if (!inventory.ok()) {
+    throw std::runtime_error("discover " + root + ": " + inventory.status().ToString());
+  }
+  return std::make_shared<const discovery::Inventory>(std::move(*inventory));
+}
+
 // Builds the bundled topology under dir/sys and dir/dev and discovers it.
 inline std::shared_ptr<const discovery::Inventory> DiscoverBundled(
     const efadra::testing::TempDir& dir, const std::string& instance_type = "p5.48xlarge",
@@ -34,12 +45,7 @@ inline std::shared_ptr<const discovery::Inventory> DiscoverBundled(
   Status built = sysfstree::BuildSysfsTree(*topology, dir.Sub("sys"), dir.Sub("dev"),
                                            {.char_devices = char_devices});
   if (!built.ok()) throw std::runtime_error(built.ToString());
-  auto sysfs = core::NewPosixFilesystem(dir.Sub("sys"));
-  auto dev = core::NewPosixFilesystem(dir.Sub("dev"));
-  discovery::Discoverer discoverer(*sysfs, *dev, nullptr);
-  auto inventory = discoverer.Discover();
-  if (!inventory.ok()) throw std::runtime_error(inventory.status().ToString());
-  return std::make_shared<const discovery::Inventory>(std::move(*inventory));
+  return DiscoverTree(dir.path());
 }
 
 // A client of the API double at `url` that retries briefly: failure tests should not wait out

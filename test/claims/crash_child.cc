@@ -5,7 +5,8 @@
 //
 // Usage: claims_crash_child DIR API_URL NAMESPACE NAME UID state|cdi PATH_SUBSTRING before|after
 //   DIR holds sys/ and dev/ (the generated tree), cdi/ and state/ (the preparer's directories).
-// Exits 2 on bad arguments or set-up, 3 when the crash point was never reached.
+// Exits 2 on bad arguments or a failed preparer start, 3 when the crash point was never reached;
+// a tree it cannot discover ends it with the exception naming DIR.
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -13,7 +14,6 @@
 #include "claims_fixture.h"
 #include "efadra/claims/claim_preparer.h"
 #include "efadra/core/filesystem.h"
-#include "efadra/discovery/discoverer.h"
 #include "faulty_filesystem.h"
 
 int main(int argc, char** argv) {
@@ -33,14 +33,7 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  auto sysfs = efadra::core::NewPosixFilesystem(dir + "/sys");
-  auto dev = efadra::core::NewPosixFilesystem(dir + "/dev");
-  auto discovered = efadra::discovery::Discoverer(*sysfs, *dev, nullptr).Discover();
-  if (!discovered.ok()) {
-    std::fprintf(stderr, "claims_crash_child: %s\n", discovered.status().ToString().c_str());
-    return 2;
-  }
-  auto inventory = std::make_shared<const efadra::discovery::Inventory>(std::move(*discovered));
+  const auto inventory = efadra::claims::testing::DiscoverTree(dir);
 
   auto real_cdi = efadra::core::NewPosixFilesystem(dir + "/cdi");
   auto real_state = efadra::core::NewPosixFilesystem(dir + "/state");

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <string>
@@ -262,7 +265,21 @@ TEST(HttpServerAddressTest, NonLocalAddressFails) {
   EXPECT_EQ(status.code(), StatusCode::kUnavailable) << status.ToString();
 }
 
+// Whether this host has an IPv6 loopback at all (containers may run without IPv6): bound with a
+// plain socket, independently of the server under test.
+bool HostHasIpv6Loopback() {
+  const int fd = ::socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  sockaddr_in6 address{};
+  address.sin6_family = AF_INET6;
+  address.sin6_addr = in6addr_loopback;
+  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+  ::close(fd);
+  return bound;
+}
+
 TEST(HttpServerAddressTest, ServesOnIpv6LoopbackAndAllInterfaces) {
+  const bool ipv6 = HostHasIpv6Loopback();
   struct Case {
     std::string address;
     std::string client_host;
@@ -273,23 +290,21 @@ TEST(HttpServerAddressTest, ServesOnIpv6LoopbackAndAllInterfaces) {
       {":0", "::1"},
   };
   for (const Case& c : kCases) {
+    if (c.client_host == "::1" && !ipv6) continue;
     SCOPED_TRACE(c.address + " via " + c.client_host);
     auto address = ParseHttpAddress(c.address);
     ASSERT_TRUE(address.ok());
     HttpServer server(nullptr);
     Status status = server.Start(*address);
-    if (!status.ok() && c.client_host == "::1") {
-      GTEST_SKIP() << "no IPv6 loopback here: " << status.ToString();
-    }
     ASSERT_TRUE(status.ok()) << status.ToString();
     httplib::Client client(c.client_host, server.port());
     client.set_connection_timeout(5, 0);
     auto res = client.Get("/metrics");
-    if (!res && c.client_host == "::1") GTEST_SKIP() << "IPv6 loopback not reachable";
     ASSERT_TRUE(res) << httplib::to_string(res.error());
     EXPECT_EQ(res->status, 200);
     EXPECT_EQ(res->body, "");
   }
+  if (!ipv6) GTEST_SKIP() << "no IPv6 loopback on this host: only the IPv4 case ran";
 }
 
 }  // namespace
