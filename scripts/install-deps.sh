@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian bookworm packages needed to build, test and package efa-dra-driver.
 # Idempotent: installs only what is missing. Runs apt-get as root (directly or through sudo).
+#
+#   install-deps.sh             the build, the unit/e2e suite and the image
+#   install-deps.sh --cluster   also what the real-cluster tier runs on (test/e2e/cluster):
+#                               runc, CNI plugins, iproute2/iptables, debootstrap for the image
 set -euo pipefail
 
 packages=(
@@ -14,12 +18,16 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libcli11-dev libyaml-cpp-dev
   libcurl4-openssl-dev libssl-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
-  # test tools: CDI schema validation, chart rendering, YAML lint, openssl for test certs
+  # test tools: CDI schema validation, YAML lint, openssl for test certs (Helm for the chart
+  # tests is built from the Go module proxy: test/e2e/cluster/build-components.sh)
   python3 python3-yaml python3-jsonschema yamllint openssl
-  golang-1.19-go golang-github-masterminds-sprig-dev golang-k8s-sigs-yaml-dev
   # real CDI consumer for the container test
   podman runc busybox-static
 )
+
+if [ "${1:-}" = --cluster ]; then
+  packages+=(debootstrap containernetworking-plugins iproute2 iptables util-linux curl gcc libc6-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

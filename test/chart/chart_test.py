@@ -1,7 +1,10 @@
 #!/usr/bin/python3
-"""Tests of the Helm chart, rendered with tools/chart-render (Go text/template + sprig, Helm's
-engine; helm itself is not installable on our build machines), and of the example manifests in
-docs/examples. Usage: chart_test.py RENDERER REPO_ROOT"""
+"""Tests of the Helm chart with real Helm (helm lint, helm template; Helm also enforces
+values.schema.json), and of the example manifests in docs/examples.
+Usage: chart_test.py HELM REPO_ROOT KUBE_VERSION
+
+KUBE_VERSION is the Kubernetes version templates are rendered for: offline, helm template
+assumes v1.20, which the chart's kubeVersion (>= 1.34) refuses."""
 import json
 import os
 import subprocess
@@ -12,17 +15,21 @@ import unittest
 import jsonschema
 import yaml
 
-RENDERER = sys.argv[1] if len(sys.argv) > 1 else "chart-render"
+HELM = sys.argv[1] if len(sys.argv) > 1 else "helm"
 ROOT = sys.argv[2] if len(sys.argv) > 2 else os.path.join(os.path.dirname(__file__), "..", "..")
+KUBE_VERSION = sys.argv[3] if len(sys.argv) > 3 else "v1.36.0"
 CHART = os.path.join(ROOT, "deploy", "helm", "efa-dra-driver")
 EXAMPLES = os.path.join(ROOT, "docs", "examples")
 YAMLLINT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "yamllint.yaml")
+# Helm keeps caches and its repository list under $HOME; a scratch one keeps the test hermetic.
+HELM_ENV = dict(os.environ, HOME=tempfile.mkdtemp(prefix="chart-test-helm-"))
 
 
 def render(*args, expect_ok=True):
     """Renders the chart with --set/-f arguments; returns (documents, raw text)."""
-    result = subprocess.run([RENDERER, "--name", "efa", "--namespace", "kube-system", *args, CHART],
-                            capture_output=True, text=True)
+    result = subprocess.run([HELM, "template", "efa", CHART, "--namespace", "kube-system",
+                             "--kube-version", KUBE_VERSION, *args],
+                            capture_output=True, text=True, env=HELM_ENV)
     if not expect_ok:
         return result
     if result.returncode != 0:
@@ -169,13 +176,19 @@ class DefaultRender(unittest.TestCase):
         self.assertEqual(binding["spec"]["policyName"], policy["metadata"]["name"])
         self.assertEqual(binding["spec"]["validationActions"], ["Deny"])
 
-    def test_notes_show_how_to_list_slices(self):
-        result = subprocess.run([RENDERER, "--name", "efa", "--notes", CHART],
-                                capture_output=True, text=True)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.assertIn("kubectl get resourceslices --field-selector spec.driver=dra.net",
-                      result.stdout)
-        self.assertIn("-l app=efa", result.stdout)
+    def test_helm_lint_strict(self):
+        result = subprocess.run([HELM, "lint", "--strict", CHART], capture_output=True, text=True,
+                                env=HELM_ENV)
+        self.assertEqual(result.returncode, 0, result.stdout + result.stderr)
+        self.assertIn("0 chart(s) failed", result.stdout)
+
+    def test_offline_render_without_kube_version_names_the_requirement(self):
+        # What a user sees with a bare `helm template`: the kubeVersion requirement, not a
+        # broken manifest (the cluster tier checks NOTES.txt, which only an install renders).
+        result = subprocess.run([HELM, "template", "efa", CHART], capture_output=True, text=True,
+                                env=HELM_ENV)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("chart requires kubeVersion: >=1.34.0-0", result.stderr)
 
 
 class Options(unittest.TestCase):
@@ -259,6 +272,18 @@ class Options(unittest.TestCase):
         self.assertEqual(c["args"], ["run", "--kubeconfig=/etc/kube/config"])
         self.assertTrue(c["image"].endswith(":1.2.3"))
 
+    def test_node_roots(self):
+        docs, _ = render("--set", "sysfsRoot=/host/sys", "--set", "devRoot=/host/dev")
+        e = env(docs)
+        self.assertEqual((e["EFA_DRA_SYSFS_ROOT"], e["EFA_DRA_DEV_ROOT"]), ("/host/sys", "/host/dev"))
+        # Mounted at the node's own paths: the CDI specs name <devRoot>/infiniband/uverbsN as
+        # the host path the runtime opens.
+        self.assertEqual({m: ro for m, ro in mounts(docs).items() if m.startswith("/host")},
+                         {"/host/sys": True, "/host/dev/infiniband": True})
+        volumes = {v["name"]: v["hostPath"]["path"]
+                   for v in one(docs, "DaemonSet")["spec"]["template"]["spec"]["volumes"]}
+        self.assertEqual((volumes["sys"], volumes["infiniband"]), ("/host/sys", "/host/dev/infiniband"))
+
     def test_scheduling_values(self):
         docs, _ = render("--set", "excludeNodesWithLabel=", "--set", "hostNetwork=false",
                          "--set", "nodeSelector.node\\.kubernetes\\.io/instance-type=p5.48xlarge")
@@ -319,28 +344,29 @@ class Options(unittest.TestCase):
 
 
 class Schema(unittest.TestCase):
+    """values.schema.json as Helm applies it: helm template refuses values it rejects."""
+
     @classmethod
     def setUpClass(cls):
         with open(os.path.join(CHART, "values.schema.json")) as f:
             cls.schema = json.load(f)
 
-    def merged(self, *args):
-        result = subprocess.run([RENDERER, "--print-values", *args, CHART], capture_output=True,
-                                text=True)
-        self.assertEqual(result.returncode, 0, result.stderr)
-        return json.loads(result.stdout)
-
     def test_defaults_are_valid(self):
-        jsonschema.validate(self.merged(), self.schema)
+        with open(os.path.join(CHART, "values.yaml")) as f:
+            jsonschema.validate(yaml.safe_load(f), self.schema)
+        render()  # and Helm agrees
 
     def test_bad_values_are_rejected(self):
         for bad in ["logging.format=xml", "http.port=70000", "unknownKey=1",
                     "driverName=Bad_Name", "resync=soon", "image.pullPolicy=Sometimes",
                     "updateStrategy.maxSurge=-1", "updateStrategy.maxSurge=150%",
-                    "http.port=0", "taintUnhealthyDevices=yes", "extraTolerations=none"]:
+                    "http.port=0", "taintUnhealthyDevices=yes", "extraTolerations=none",
+                    "sysfsRoot=relative", "devRoot=dev", "cdiRoot=var/run/cdi"]:
             with self.subTest(bad=bad):
-                with self.assertRaises(jsonschema.ValidationError):
-                    jsonschema.validate(self.merged("--set", bad), self.schema)
+                result = render("--set", bad, expect_ok=False)
+                self.assertNotEqual(result.returncode, 0, f"{bad} was accepted")
+                self.assertIn("values don't meet the specifications of the schema",
+                              result.stderr)
 
 
 def chart_default(*keys):
