@@ -1,0 +1,961 @@
+#!/usr/bin/python3
+"""The scenarios of the real-cluster tier, run against the cluster up.sh started and the driver
+install.sh installed (run.sh does all three). Each scenario prints one summary line, PASS or
+FAIL, with the device sets it compared; the last line is "N passed, N failed".
+
+    scenarios.py [NAME ...]        (default: all, in order; --list names them)
+
+Every device check compares three independent views, device by device:
+  - the claim's allocation (kubectl get resourceclaim -o json: driver, pool, device name),
+  - the node's hardware (the generated sysfs tree: PCI address -> uverbsN, and the char
+    device's major:minor under the node's /dev),
+  - what the container sees (kubectl exec ... ls/stat /dev/infiniband).
+"""
+import base64
+import json
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+WORK = os.environ.get("EFA_DRA_E2E_WORK", "/tmp/efa-dra-driver-cluster")
+NODE = os.environ.get("EFA_DRA_E2E_NODE", "efa-node-1")
+NETNS = os.environ.get("EFA_DRA_E2E_NETNS", "efa-dra-e2e")
+BIN = os.environ.get("EFA_DRA_E2E_BIN") or subprocess.run(
+    [f"{HERE}/build-components.sh", "--print-bin"], capture_output=True, text=True, check=True).stdout.strip()
+EXAMPLES = os.path.join(REPO, "docs", "examples")
+DRIVER = "dra.net"
+NAMESPACE = "kube-system"
+RELEASE = "efa-dra-driver"
+DRIVER_SA = f"system:serviceaccount:{NAMESPACE}:{RELEASE}"
+DRIVER_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/name=efa-dra-driver"
+
+
+class Failure(Exception):
+    pass
+
+
+def check(condition, message):
+    if not condition:
+        raise Failure(message)
+
+
+# --- running things --------------------------------------------------------------------------
+
+def run(argv, input=None, check_rc=True, timeout=120):
+    result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout)
+    if check_rc and result.returncode != 0:
+        raise Failure(f"{' '.join(shlex.quote(a) for a in argv[-6:])}: exit {result.returncode}: "
+                      f"{(result.stderr or result.stdout).strip()[-800:]}")
+    return result
+
+
+def in_ns(*argv):
+    return ["nsenter", f"--net=/var/run/netns/{NETNS}", "--", *argv]
+
+
+def kubectl(*args, input=None, check_rc=True, timeout=120):
+    return run(in_ns(f"{BIN}/kubectl", "--kubeconfig", f"{WORK}/kubeconfig", *args),
+               input=input, check_rc=check_rc, timeout=timeout)
+
+
+def helm(*args, check_rc=True, timeout=300):
+    return run(in_ns("env", f"HOME={WORK}/helm-home", f"{BIN}/helm", "--kubeconfig",
+                     f"{WORK}/kubeconfig", *args), check_rc=check_rc, timeout=timeout)
+
+
+def kjson(*args):
+    return json.loads(kubectl(*args, "-o", "json").stdout)
+
+
+def apply(manifest, namespace="default"):
+    """kubectl apply of a file path or of a list of objects (as JSON)."""
+    if isinstance(manifest, str):
+        return kubectl("apply", "-n", namespace, "-f", manifest)
+    return kubectl("apply", "-n", namespace, "-f", "-",
+                   input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifest}))
+
+
+def delete(manifest, namespace="default"):
+    if isinstance(manifest, str):
+        return kubectl("delete", "-n", namespace, "--ignore-not-found", "--wait=true",
+                       "--timeout=120s", "-f", manifest)
+    return kubectl("delete", "-n", namespace, "--ignore-not-found", "--wait=true",
+                   "--timeout=120s", "-f", "-",
+                   input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifest}))
+
+
+def wait_for(what, predicate, timeout=120, interval=0.5):
+    """Polls predicate() until it returns a truthy value; Failure naming `what` otherwise."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            value = predicate()
+            if value:
+                return value
+        except Failure as error:
+            last = error
+        time.sleep(interval)
+    raise Failure(f"timed out after {timeout}s waiting for {what}" + (f" ({last})" if last else ""))
+
+
+def pod(name, namespace="default"):
+    return kjson("get", "pod", "-n", namespace, name)
+
+
+def wait_pod_phase(name, phases=("Running",), timeout=180, namespace="default"):
+    def ready():
+        p = pod(name, namespace)
+        phase = p["status"].get("phase")
+        if phase in ("Failed",) and "Failed" not in phases:
+            raise Failure(f"pod {name} failed: {json.dumps(p['status'])[-600:]}")
+        return p if phase in phases else None
+    try:
+        return wait_for(f"pod {name} {'/'.join(phases)}", ready, timeout)
+    except Failure as error:
+        events = kubectl("get", "events", "-n", namespace, "--field-selector",
+                         f"involvedObject.name={name}", check_rc=False).stdout
+        raise Failure(f"{error}; events:\n{events.strip()[-1500:]}")
+
+
+# --- the node's hardware ---------------------------------------------------------------------
+
+def node_tree():
+    with open(f"{WORK}/topology-dir") as f:
+        return f.read().strip()
+
+
+def device_name(bdf):
+    return "pci-" + bdf.replace(":", "-").replace(".", "-")
+
+
+def hardware():
+    """device name -> (uverbs node name, (major, minor)) from the node's generated tree."""
+    tree = node_tree()
+    devices = {}
+    pci = f"{tree}/sys/bus/pci/devices"
+    for bdf in sorted(os.listdir(pci)):
+        verbs_dir = os.path.join(pci, bdf, "infiniband_verbs")
+        if not os.path.isdir(verbs_dir):
+            continue
+        with open(os.path.join(pci, bdf, "vendor")) as f:
+            if f.read().strip() != "0x1d0f":
+                continue
+        (uverbs,) = os.listdir(verbs_dir)
+        st = os.stat(f"{tree}/dev/infiniband/{uverbs}")
+        devices[device_name(bdf)] = (uverbs, (os.major(st.st_rdev), os.minor(st.st_rdev)))
+    return devices
+
+
+# --- claims, slices, containers ----------------------------------------------------------------
+
+def our_slices():
+    slices = kjson("get", "resourceslices", "--field-selector", f"spec.driver={DRIVER}")["items"]
+    return [s for s in slices if s["spec"].get("nodeName") == NODE]
+
+
+def published_devices():
+    return {d["name"]: d for s in our_slices() for d in s["spec"].get("devices", [])}
+
+
+def attribute(device, key):
+    """A device attribute's value, by fully qualified or driver-local name."""
+    attributes = device.get("attributes", {})
+    value = attributes.get(key)
+    if value is None and key.startswith(DRIVER + "/"):
+        value = attributes.get(key[len(DRIVER) + 1:])
+    if value is None:
+        return None
+    return next(iter(value.values()))
+
+
+def claim_of(pod_obj, claim_entry):
+    """The ResourceClaim a pod's resourceClaims entry resolved to."""
+    for status in pod_obj["status"].get("resourceClaimStatuses", []):
+        if status["name"] == claim_entry:
+            return kjson("get", "resourceclaim", "-n", pod_obj["metadata"]["namespace"],
+                         status["resourceClaimName"])
+    for entry in pod_obj["spec"].get("resourceClaims", []):
+        if entry["name"] == claim_entry and entry.get("resourceClaimName"):
+            return kjson("get", "resourceclaim", "-n", pod_obj["metadata"]["namespace"],
+                         entry["resourceClaimName"])
+    raise Failure(f"pod {pod_obj['metadata']['name']}: no claim for {claim_entry}")
+
+
+def allocated(claim, driver=DRIVER):
+    allocation = claim.get("status", {}).get("allocation")
+    check(allocation, f"claim {claim['metadata']['name']} is not allocated")
+    return sorted(r["device"] for r in allocation["devices"]["results"] if r["driver"] == driver)
+
+
+def container_devices(pod_name, container, namespace="default"):
+    """{uverbsN: (major, minor)} and whether rdma_cm is there, as the container sees them."""
+    out = kubectl("exec", "-n", namespace, pod_name, "-c", container, "--", "sh", "-c",
+                  "for f in /dev/infiniband/*; do [ -e \"$f\" ] && stat -c '%n %t %T %F' \"$f\"; done; true").stdout
+    seen = {}
+    for line in out.splitlines():
+        path, major, minor, kind = line.split(" ", 3)
+        check(kind == "character special file", f"{pod_name}: {path} is a {kind}, not a char device")
+        seen[os.path.basename(path)] = (int(major, 16), int(minor, 16))
+    return seen
+
+
+def expect_container_has(pod_name, container, devices, namespace="default"):
+    """The container sees exactly `devices` (our device names) as uverbs nodes with the host's
+    numbers, plus rdma_cm; returns a readable description of the comparison."""
+    hw = hardware()
+    expected = {hw[d][0]: hw[d][1] for d in devices}
+    seen = container_devices(pod_name, container, namespace)
+    check("rdma_cm" in seen, f"{pod_name}: no /dev/infiniband/rdma_cm in the container ({sorted(seen)})")
+    seen.pop("rdma_cm")
+    check(seen == expected,
+          f"{pod_name}: container has {sorted(seen.items())}, allocation {devices} means {sorted(expected.items())}")
+    return "{" + ", ".join(f"{d}={hw[d][0]}" for d in devices) + "}"
+
+
+def cdi_specs():
+    """claim UID -> set of host device paths of our CDI specs."""
+    specs = {}
+    for name in os.listdir(f"{WORK}/cdi"):
+        if not name.startswith(DRIVER.replace(".", "_")) and not name.startswith(DRIVER):
+            continue
+        with open(f"{WORK}/cdi/{name}") as f:
+            spec = json.load(f)
+        nodes = set()
+        for device in spec.get("devices", []):
+            for node in device.get("containerEdits", {}).get("deviceNodes", []):
+                if "uverbs" in node["path"]:
+                    nodes.add(node.get("hostPath", node["path"]))
+        specs[name] = nodes
+    return specs
+
+
+def check_no_shared_nodes():
+    specs = cdi_specs()
+    owners = {}
+    for name, nodes in specs.items():
+        for node in nodes:
+            check(node not in owners, f"{node} is in two CDI specs: {owners.get(node)} and {name}")
+            owners[node] = name
+    return specs
+
+
+def driver_pods():
+    return kjson("get", "pods", "-n", NAMESPACE, "-l", DRIVER_SELECTOR)["items"]
+
+
+def wait_driver_ready(timeout=180):
+    def ready():
+        pods = [p for p in driver_pods() if p["metadata"].get("deletionTimestamp") is None
+                and p["spec"].get("nodeName") == NODE]
+        if len(pods) != 1:
+            return None
+        conditions = {c["type"]: c["status"] for c in pods[0]["status"].get("conditions", [])}
+        return pods[0] if conditions.get("Ready") == "True" else None
+    return wait_for("one Ready driver pod", ready, timeout)
+
+
+class AuditWindow:
+    """ResourceSlice writes in the API server's audit log from now on (the policy up.sh
+    writes logs every write at Metadata level)."""
+
+    def __init__(self):
+        self.path = f"{WORK}/logs/audit.log"
+        self.offset = os.path.getsize(self.path)
+
+    def slice_writes(self, users=None):
+        writes = []
+        with open(self.path) as f:
+            f.seek(self.offset)
+            for line in f:
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                ref = event.get("objectRef", {})
+                user = event.get("user", {}).get("username", "")
+                if (ref.get("resource") == "resourceslices" and event.get("stage") == "ResponseComplete"
+                        and (users is None or user in users) and event.get("verb") != "get"):
+                    writes.append(f"{event['verb']} {ref.get('name', '')} by {user} -> "
+                                  f"{event.get('responseStatus', {}).get('code')}")
+        return writes
+
+
+# --- manifests used by several scenarios -------------------------------------------------------
+
+def one_efa_pod(name, template="e2e-one-efa"):
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "labels": {"e2e": "holder"}},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "resourceClaims": [{"name": "efa", "resourceClaimTemplateName": template}],
+            "containers": [{"name": "c", "image": "localhost/efa-e2e/busybox:1",
+                            "command": ["sleep", "infinity"],
+                            "resources": {"claims": [{"name": "efa"}]}}],
+        },
+    }
+
+
+ONE_EFA_TEMPLATE = {
+    "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+    "metadata": {"name": "e2e-one-efa"},
+    "spec": {"spec": {"devices": {"requests": [
+        {"name": "efa", "exactly": {"deviceClassName": "efa.networking.k8s.aws", "count": 1}}]}}},
+}
+
+
+def pod_devices(name, entry="efa", namespace="default"):
+    p = pod(name, namespace)
+    return allocated(claim_of(p, entry))
+
+
+# --- scenarios ----------------------------------------------------------------------------------
+
+SCENARIOS = []
+
+
+def scenario(name):
+    def register(fn):
+        SCENARIOS.append((name, fn))
+        return fn
+    return register
+
+
+@scenario("slices-and-deviceclass")
+def slices_and_deviceclass():
+    classes = [c["metadata"]["name"] for c in kjson("get", "deviceclass")["items"]]
+    check("efa.networking.k8s.aws" in classes, f"DeviceClass efa.networking.k8s.aws missing: {classes}")
+    hw = hardware()
+    published = wait_for("the node's slices to list every EFA",
+                         lambda: (lambda p: p if set(p) == set(hw) else None)(published_devices()), 60)
+    for name, device in published.items():
+        check(attribute(device, "dra.net/pciAddress") is not None, f"{name}: no pciAddress attribute")
+    # kubectl's own column view, as a user would run it.
+    table = kubectl("get", "resourceslices", "--field-selector", f"spec.driver={DRIVER}").stdout
+    check(NODE in table, f"kubectl get resourceslices shows no slice of {NODE}:\n{table}")
+    logs = kubectl("logs", "-n", NAMESPACE, "-l", DRIVER_SELECTOR, "--tail=50").stdout
+    check(logs.strip(), "kubectl logs of the driver printed nothing")
+    notes = helm("get", "notes", RELEASE, "-n", NAMESPACE).stdout
+    check(f"kubectl get resourceslices --field-selector spec.driver={DRIVER}" in notes,
+          f"the release notes do not show how to list the slices:\n{notes}")
+    return (f"DeviceClass present; {len(our_slices())} slice(s) of {NODE} list {len(published)} devices "
+            f"= the {len(hw)} EFAs of the tree; kubectl logs -l {DRIVER_SELECTOR}: "
+            f"{len(logs.splitlines())} lines; NOTES show the slice listing")
+
+
+class ClaimWatch:
+    """Records every allocated ResourceClaim of a namespace from a kubectl watch, for pods that
+    finish (and whose generated claims are deleted) before they could be looked up."""
+
+    def __init__(self, namespace="default"):
+        self.proc = subprocess.Popen(
+            in_ns(f"{BIN}/kubectl", "--kubeconfig", f"{WORK}/kubeconfig", "get", "resourceclaims",
+                  "-n", namespace, "--watch", "-o", "json"),
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.allocated = {}
+        self.thread = __import__("threading").Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self):
+        decoder, buffer = json.JSONDecoder(), ""
+        for line in self.proc.stdout:
+            buffer += line
+            try:
+                claim, end = decoder.raw_decode(buffer.lstrip())
+            except ValueError:
+                continue
+            buffer = buffer.lstrip()[end:]
+            if claim.get("status", {}).get("allocation"):
+                self.allocated[claim["metadata"]["name"]] = claim
+
+    def claim_for(self, pod_name):
+        def owned():
+            for claim in self.allocated.values():
+                owners = claim["metadata"].get("ownerReferences", [])
+                if any(o["kind"] == "Pod" and o["name"] == pod_name for o in owners):
+                    return claim
+            return None
+        return wait_for(f"an allocated claim of pod {pod_name}", owned, 30)
+
+    def stop(self):
+        self.proc.kill()
+
+
+@scenario("example-single-efa")
+def example_single_efa():
+    path = f"{EXAMPLES}/single-efa.yaml"
+    watch = ClaimWatch()
+    apply(path)
+    try:
+        wait_pod_phase("efa-check", ("Succeeded",))
+        devices = allocated(watch.claim_for("efa-check"))
+        check(len(devices) == 1, f"one EFA asked, {devices} allocated")
+        hw = hardware()
+        log = kubectl("logs", "efa-check").stdout
+        listed = sorted(set(re.findall(r"\b(uverbs\d+)\b", log)))
+        check(listed == [hw[devices[0]][0]],
+              f"container listed {listed}, allocation {devices} is {hw[devices[0]][0]}:\n{log}")
+        check("rdma_cm" in log, f"no rdma_cm in the container:\n{log}")
+        rdma = attribute(published_devices()[devices[0]], "dra.net/rdmaDevice")
+        iface = re.search(r"FI_EFA_IFACE=(\S*)", log)
+        check(iface and iface.group(1) == rdma, f"FI_EFA_IFACE {iface and iface.group(1)!r}, device is {rdma}")
+        return f"allocation {devices} -> container listed {listed} + rdma_cm, FI_EFA_IFACE={rdma}"
+    finally:
+        watch.stop()
+        delete(path)
+
+
+@scenario("example-shared-claim")
+def example_shared_claim():
+    path = f"{EXAMPLES}/shared-claim.yaml"
+    apply(path)
+    deleted = False
+    try:
+        claim = wait_for("claim shared-efas allocated",
+                         lambda: (lambda c: c if c.get("status", {}).get("allocation") else None)(
+                             kjson("get", "resourceclaim", "shared-efas")), 120)
+        kubectl("rollout", "status", "deployment/efa-sharers", "--timeout=180s", timeout=200)
+        devices = allocated(claim)
+        pods = kjson("get", "pods", "-l", "app=efa-sharers")["items"]
+        check(len(pods) == 2, f"expected 2 pods, found {len(pods)}")
+        seen = [expect_container_has(p["metadata"]["name"], "app", devices) for p in pods]
+        uid = claim["metadata"]["uid"]
+        check(any(uid in name for name in cdi_specs()), f"no CDI spec for claim {uid}: {list(cdi_specs())}")
+        kubectl("delete", "deployment", "efa-sharers", "--wait=true", "--timeout=120s")
+        wait_for("sharer pods gone", lambda: not kjson("get", "pods", "-l", "app=efa-sharers")["items"], 120)
+        kubectl("delete", "resourceclaim", "shared-efas", "--wait=true", "--timeout=120s")
+        deleted = True
+        wait_for(f"CDI spec of claim {uid} removed", lambda: not any(uid in n for n in cdi_specs()), 60)
+        return (f"claim shared-efas allocated {devices}; both pods see {seen[0]}; after the pods and "
+                f"the claim are deleted its CDI spec is gone")
+    finally:
+        if not deleted:
+            delete(path)
+
+
+def start_accel_double(driver, *args):
+    """Starts the GPU or Neuron test double (accel-driver) once; down.sh stops it."""
+    pid_file = f"{WORK}/pids/accel-{driver}"
+    if os.path.exists(pid_file):
+        try:
+            os.kill(int(open(pid_file).read()), 0)
+            return
+        except (OSError, ValueError):
+            pass
+    log = open(f"{WORK}/logs/accel-{driver}.log", "a")
+    proc = subprocess.Popen(in_ns(f"{BIN}/accel-driver", "--driver", driver, "--node-name", NODE,
+                                  "--kubeconfig", f"{WORK}/kubeconfig",
+                                  "--kubelet-dir", f"{WORK}/kubelet", "--cdi-dir", f"{WORK}/cdi",
+                                  *args), stdout=log, stderr=log, start_new_session=True)
+    with open(pid_file, "w") as f:
+        f.write(str(proc.pid))
+    apply(f"{HERE}/manifests/accel-deviceclasses.yaml")
+
+    def published():
+        if proc.poll() is not None:
+            with open(f"{WORK}/logs/accel-{driver}.log") as f:
+                raise Failure(f"the {driver} double exited {proc.returncode}: {f.read()[-600:]}")
+        return kjson("get", "resourceslices", "--field-selector", f"spec.driver={driver}")["items"]
+    wait_for(f"{driver} slices", published, 60)
+
+
+def accel_devices(driver):
+    slices = kjson("get", "resourceslices", "--field-selector", f"spec.driver={driver}")["items"]
+    return {d["name"]: d for s in slices for d in s["spec"].get("devices", [])}
+
+
+@scenario("example-gpu-aligned")
+def example_gpu_aligned():
+    start_accel_double("gpu.nvidia.com", "--sysfs-root", f"{node_tree()}/sys")
+    path = f"{EXAMPLES}/gpu-efa-aligned.yaml"
+    apply(path)
+    try:
+        p = wait_pod_phase("nccl-worker")
+        claim = claim_of(p, "gpu-efa")
+        gpus, efas = allocated(claim, "gpu.nvidia.com"), allocated(claim)
+        check(len(gpus) == 1 and len(efas) == 4, f"allocation: GPUs {gpus}, EFAs {efas}")
+        gpu_root = attribute(accel_devices("gpu.nvidia.com")[gpus[0]], "resource.kubernetes.io/pcieRoot")
+        ours = published_devices()
+        roots = {e: attribute(ours[e], "resource.kubernetes.io/pcieRoot") for e in efas}
+        check(set(roots.values()) == {gpu_root}, f"GPU {gpus[0]} on {gpu_root}, EFAs on {roots}")
+        # Every EFA on that root, no other: p5 has 4 per GPU root.
+        same_root = sorted(n for n, d in ours.items()
+                           if attribute(d, "resource.kubernetes.io/pcieRoot") == gpu_root)
+        check(efas == same_root, f"EFAs on {gpu_root} are {same_root}, allocated {efas}")
+        seen = expect_container_has("nccl-worker", "worker", efas)
+        env = kubectl("exec", "nccl-worker", "-c", "worker", "--", "env").stdout
+        check(f"={gpu_root}" in env, f"the GPU double's CDI env for {gpus[0]} is not in the container")
+        return f"GPU {gpus[0]} on {gpu_root}; EFAs {seen}, all on {gpu_root}"
+    finally:
+        delete(path)
+
+
+@scenario("example-all-efas")
+def example_all_efas():
+    path = f"{EXAMPLES}/all-efas.yaml"
+    apply(path)
+    try:
+        p = wait_pod_phase("whole-node-trainer")
+        efas = allocated(claim_of(p, "efas"))
+        hw = hardware()
+        check(efas == sorted(hw), f"allocationMode All gave {len(efas)} of the node's {len(hw)} EFAs")
+        expect_container_has("whole-node-trainer", "trainer", efas)
+        return f"allocationMode All: {len(efas)} EFAs allocated, the container sees the same {len(efas)} uverbs nodes"
+    finally:
+        delete(path)
+
+
+@scenario("all-efas-of-one-gpu-root")
+def all_efas_of_one_gpu_root():
+    """allocationMode All together with a GPU and matchAttribute pcieRoot: All means every EFA
+    the class selects, which span 8 roots on p5, so the real scheduler must refuse it (the pod
+    stays Pending with a reason) rather than hand out a subset. On p5 it refuses even earlier:
+    32 EFAs + 1 GPU exceed the 32 devices one claim may hold. docs/usage.md says so; the
+    ExactCount example is the way to get the EFAs of one GPU's root."""
+    start_accel_double("gpu.nvidia.com", "--sysfs-root", f"{node_tree()}/sys")
+    template = {
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+        "metadata": {"name": "e2e-gpu-all-efas"},
+        "spec": {"spec": {"devices": {
+            "requests": [
+                {"name": "gpu", "exactly": {"deviceClassName": "gpu.nvidia.com", "count": 1}},
+                {"name": "efa", "exactly": {"deviceClassName": "efa.networking.k8s.aws",
+                                            "allocationMode": "All"}}],
+            "constraints": [{"requests": ["gpu", "efa"],
+                             "matchAttribute": "resource.kubernetes.io/pcieRoot"}]}}},
+    }
+    worker = one_efa_pod("e2e-gpu-all-efas", "e2e-gpu-all-efas")
+    objects = [template, worker]
+    apply(objects)
+    try:
+        def unschedulable():
+            p = pod("e2e-gpu-all-efas")
+            for c in p["status"].get("conditions", []):
+                if c["type"] == "PodScheduled" and c["status"] == "False" and c.get("message"):
+                    return f"{c.get('reason')}: {c['message']}"
+            return None
+        message = wait_for("the scheduler to report the claim unsatisfiable", unschedulable, 90)
+        check(pod("e2e-gpu-all-efas")["status"].get("phase") == "Pending", "pod is not Pending")
+        return f"Pending, scheduler: {message.strip()[:160]}"
+    finally:
+        delete(objects)
+
+
+@scenario("example-neuron-aligned")
+def example_neuron_aligned():
+    """Runs last among the examples: it switches the node to a trn2.48xlarge tree."""
+    tree = switch_node_tree("trn2.48xlarge")
+    start_accel_double("neuron.aws.com", "--neuron-table", f"{REPO}/data/neuron/trn2.json")
+    path = f"{EXAMPLES}/neuron-efa-aligned.yaml"
+    apply(path)
+    try:
+        p = wait_pod_phase("trainium-worker")
+        claim = claim_of(p, "neuron-efa")
+        neurons, efas = allocated(claim, "neuron.aws.com"), allocated(claim)
+        check(len(neurons) == 4 and len(efas) == 4, f"allocation: Neuron {neurons}, EFAs {efas}")
+        key = "resource.aws.com/devicegroup4_id"
+        theirs = accel_devices("neuron.aws.com")
+        ours = published_devices()
+        groups = {attribute(theirs[n], key) for n in neurons} | {attribute(ours[e], key) for e in efas}
+        check(len(groups) == 1 and None not in groups, f"devicegroup4_id values {groups}")
+        (group,) = groups
+        members = sorted(n for n, d in ours.items() if attribute(d, key) == group)
+        check(efas == members, f"EFAs of group {group} are {members}, allocated {efas}")
+        seen = expect_container_has("trainium-worker", "worker", efas)
+        return f"{tree}: Neuron {neurons} and EFAs {seen} share devicegroup4_id {group}"
+    finally:
+        delete(path)
+
+
+def switch_node_tree(instance_type):
+    """Gives the node another instance type's hardware: a new generated tree, the node label,
+    and a helm upgrade that points the driver at it."""
+    # The resilience scenarios' pods hold devices of the old tree; they go first.
+    delete([ONE_EFA_TEMPLATE] + [one_efa_pod(h) for h in ("hold-a", "hold-b")])
+    tree = f"{WORK}/node/{instance_type}"
+    build_dir = os.environ.get("EFA_DRA_BUILD_DIR", f"{REPO}/build")
+    run([f"{build_dir}/test/e2e/make_node_tree", instance_type, f"{tree}/sys", f"{tree}/dev"])
+    with open(f"{WORK}/topology-dir", "w") as f:
+        f.write(tree)
+    kubectl("label", "node", NODE, "--overwrite", f"node.kubernetes.io/instance-type={instance_type}")
+    helm("upgrade", RELEASE, f"{REPO}/deploy/helm/efa-dra-driver", "-n", NAMESPACE, "--reuse-values",
+         "--set", f"sysfsRoot={tree}/sys", "--set", f"devRoot={tree}/dev", "--wait", "--timeout", "180s")
+    wait_driver_ready()
+    hw = hardware()
+    wait_for(f"slices of the {instance_type} tree",
+             lambda: set(published_devices()) == set(hw), 90)
+    return f"{instance_type} ({len(hw)} EFAs)"
+
+
+# --- resilience -----------------------------------------------------------------------------------
+
+def stop_component(name):
+    """SIGTERM (then SIGKILL after 15 s) of a process up.sh started."""
+    with open(f"{WORK}/pids/{name}") as f:
+        pid = int(f.read())
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return
+        time.sleep(0.2)
+    os.kill(pid, signal.SIGKILL)
+
+
+def start_component(name):
+    """Starts a component again with the command line up.sh saved for it."""
+    with open(f"{WORK}/pids/{name}.cmd") as f:
+        command = f.read()
+    log = open(f"{WORK}/logs/{name}.log", "a")
+    proc = subprocess.Popen(in_ns("bash", "-c", "exec " + command), stdout=log, stderr=log,
+                            start_new_session=True)
+    with open(f"{WORK}/pids/{name}", "w") as f:
+        f.write(str(proc.pid))
+
+
+def holder_state(name):
+    p = pod(name)
+    status = p["status"]["containerStatuses"][0]
+    return {"container": status.get("containerID"), "restarts": status["restartCount"],
+            "devices": allocated(claim_of(p, "efa"))}
+
+
+def our_claims():
+    """Claims allocated with devices of our driver: UID -> (name, devices)."""
+    claims = {}
+    for c in kjson("get", "resourceclaims", "-A")["items"]:
+        allocation = c.get("status", {}).get("allocation")
+        if allocation and any(r["driver"] == DRIVER for r in allocation["devices"]["results"]):
+            claims[c["metadata"]["uid"]] = (c["metadata"]["name"], allocated(c))
+    return claims
+
+
+def check_specs_match_claims():
+    """One CDI spec per prepared claim of ours, naming exactly its devices' nodes, no node in
+    two specs."""
+    specs = check_no_shared_nodes()
+    hw = hardware()
+    tree = node_tree()
+    claims = our_claims()
+    for uid, (name, devices) in claims.items():
+        mine = [n for n in specs if uid in n]
+        check(len(mine) <= 1, f"claim {name} has {len(mine)} CDI specs: {mine}")
+        if mine:
+            expected = {f"{tree}/dev/infiniband/{hw[d][0]}" for d in devices}
+            check(specs[mine[0]] == expected, f"claim {name}: spec names {sorted(specs[mine[0]])}, allocation {sorted(expected)}")
+    for spec in specs:
+        check(any(uid in spec for uid in claims), f"CDI spec {spec} belongs to no allocated claim")
+    return len(specs)
+
+
+def driver_pid():
+    out = run(["pgrep", "-f", "^/usr/bin/efa-dra-driver run"], check_rc=False).stdout.split()
+    check(len(out) == 1, f"expected one driver process, found {out}")
+    return int(out[0])
+
+
+def slice_contents():
+    """What the node's slices publish, without object metadata: pool, devices, attributes."""
+    return sorted(json.dumps(s["spec"], sort_keys=True) for s in our_slices())
+
+
+def resilience(name, disrupt, restore=lambda: None, kubelet_wipes=False):
+    """Two pods hold a claim each; `disrupt` breaks something, a new pod is created while it is
+    broken, `restore` mends it. Then: the holders run on in the same containers with the same
+    devices, the new pod gets a free device, every prepared claim has exactly one CDI spec
+    naming exactly its devices, and the slices are untouched. A restarted kubelet deletes every
+    ResourceSlice of its node on start (by design: pkg/kubelet/cm/dra/plugin,
+    wipeResourceSlices), so there the driver must put back the same content with one create
+    per slice and nothing else."""
+    holders = ["hold-a", "hold-b"]
+    apply([ONE_EFA_TEMPLATE] + [one_efa_pod(h) for h in holders])
+    for h in holders:
+        wait_pod_phase(h)
+    before = {h: holder_state(h) for h in holders}
+    seen_before = {h: expect_container_has(h, "c", before[h]["devices"]) for h in holders}
+    slices_before = {s["metadata"]["name"]: s["metadata"]["resourceVersion"] for s in our_slices()}
+    content_before = slice_contents()
+    audit = AuditWindow()
+    pending = f"new-after-{name}"
+    started = time.time()
+    disrupt()
+    apply([one_efa_pod(pending)])
+    restore()
+    try:
+        wait_driver_ready()
+        ready_after = time.time() - started
+        wait_pod_phase(pending, timeout=240)
+        running_after = time.time() - started
+        new_devices = allocated(claim_of(pod(pending), "efa"))
+        new_seen = expect_container_has(pending, "c", new_devices)
+        for h in holders:
+            after = holder_state(h)
+            check(after["container"] == before[h]["container"] and after["restarts"] == before[h]["restarts"],
+                  f"{h} was restarted: {before[h]} -> {after}")
+            check(after["devices"] == before[h]["devices"], f"{h}: claim devices {before[h]['devices']} -> {after['devices']}")
+            check(expect_container_has(h, "c", after["devices"]) == seen_before[h], f"{h}: devices changed")
+        held = {d for h in holders for d in before[h]["devices"]}
+        check(not held & set(new_devices), f"new pod got {new_devices}, already held: {sorted(held)}")
+        specs = check_specs_match_claims()
+        wait_for("the slices' content restored", lambda: slice_contents() == content_before, 60)
+        slices_after = {s["metadata"]["name"]: s["metadata"]["resourceVersion"] for s in our_slices()}
+        # Let a late write (a republish after the restart) reach the audit log before counting.
+        time.sleep(3)
+        writes = audit.slice_writes(users=(DRIVER_SA, f"system:node:{NODE}"))
+        if kubelet_wipes:
+            ours = [w for w in writes if DRIVER_SA in w]
+            check(len(ours) == len(slices_before) and all(w.startswith("create") for w in ours),
+                  f"after the kubelet's wipe the driver should create its {len(slices_before)} slice(s) once: {writes}")
+            slice_note = f"kubelet wiped the slices, driver re-created them with {len(ours)} write(s), same content"
+        else:
+            check(slices_after == slices_before and not writes,
+                  f"slices changed: {slices_before} -> {slices_after}; writes: {writes}")
+            slice_note = f"{len(slices_after)} slice(s) untouched, 0 ResourceSlice writes"
+        return (f"holders kept {seen_before['hold-a']} and {seen_before['hold-b']} (same containers); "
+                f"{pending} got {new_seen} (driver Ready after {ready_after:.0f}s, pod Running after "
+                f"{running_after:.0f}s); {specs} CDI specs = prepared claims; {slice_note}")
+    finally:
+        delete([one_efa_pod(pending)])
+
+
+def driver_restarts():
+    return wait_driver_ready()["status"]["containerStatuses"][0]["restartCount"]
+
+
+@scenario("resilience-kill-9-driver")
+def resilience_kill9():
+    def disrupt():
+        restarts = driver_restarts()
+        os.kill(driver_pid(), signal.SIGKILL)
+        # Ready is measured from the restart the kubelet reports, not from a stale condition.
+        wait_for("the kubelet to restart the driver container", lambda: any(
+            p["status"]["containerStatuses"][0]["restartCount"] > restarts for p in driver_pods()), 60)
+    return resilience("kill-9", disrupt)
+
+
+@scenario("resilience-delete-driver-pod")
+def resilience_delete_pod():
+    def disrupt():
+        old = {p["metadata"]["uid"] for p in driver_pods()}
+        kubectl("delete", "pod", "-n", NAMESPACE, "-l", DRIVER_SELECTOR, "--wait=false")
+        wait_for("a replacement driver pod", lambda: any(
+            p["metadata"]["uid"] not in old for p in driver_pods()), 60)
+    return resilience("delete-pod", disrupt)
+
+
+@scenario("resilience-kubelet-restart")
+def resilience_kubelet_restart():
+    def restore():
+        time.sleep(2)
+        start_component("kubelet")
+        wait_for("node Ready", lambda: any(
+            c["type"] == "Ready" and c["status"] == "True"
+            for c in kjson("get", "node", NODE)["status"]["conditions"]), 120)
+    return resilience("kubelet-restart", lambda: stop_component("kubelet"), restore, kubelet_wipes=True)
+
+
+@scenario("resilience-containerd-restart")
+def resilience_containerd_restart():
+    def restore():
+        time.sleep(2)
+        start_component("containerd")
+    return resilience("containerd-restart", lambda: stop_component("containerd"), restore)
+
+
+@scenario("resilience-helm-upgrade-surge")
+def resilience_helm_upgrade():
+    image = os.environ.get("EFA_DRA_E2E_IMAGE", "localhost/efa-dra-driver:e2e")
+    new_image = image.rsplit(":", 1)[0] + ":e2e-upgrade"
+    run([f"{BIN}/ctr", "--address", f"{WORK}/containerd/containerd.sock", "-n", "k8s.io",
+         "images", "tag", "--force", image, new_image])
+    upgrade = {}
+
+    def disrupt():
+        upgrade["proc"] = subprocess.Popen(
+            in_ns("env", f"HOME={WORK}/helm-home", f"{BIN}/helm", "--kubeconfig", f"{WORK}/kubeconfig",
+                  "upgrade", RELEASE, f"{REPO}/deploy/helm/efa-dra-driver", "-n", NAMESPACE,
+                  "--reuse-values", "--set", f"image.tag={new_image.rsplit(':', 1)[1]}",
+                  "--wait", "--timeout", "180s"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    overlap = {}
+
+    def restore():
+        # Surge: the new pod runs next to the old one before the old one goes.
+        def both():
+            pods = driver_pods()
+            return len(pods) == 2 and all(p["status"].get("phase") == "Running" for p in pods)
+        try:
+            wait_for("old and new driver pod side by side", both, 120, interval=0.2)
+            overlap["seen"] = True
+        except Failure:
+            overlap["seen"] = False
+        out, _ = upgrade["proc"].communicate(timeout=240)
+        check(upgrade["proc"].returncode == 0, f"helm upgrade failed: {out[-800:]}")
+        kubectl("-n", NAMESPACE, "rollout", "status", f"ds/{RELEASE}", "--timeout=120s", timeout=150)
+
+    result = resilience("helm-upgrade", disrupt, restore)
+    images = {c["image"] for p in driver_pods() for c in p["spec"]["containers"]}
+    check(images == {new_image}, f"driver pods run {images}, not {new_image}")
+    check(overlap.get("seen"), "the old and the new driver pod never ran side by side (no surge)")
+    return f"rolled to {new_image} with old and new pod side by side; " + result
+
+
+# --- the chart against the real API server ----------------------------------------------------
+
+CHART = f"{REPO}/deploy/helm/efa-dra-driver"
+
+
+@scenario("chart-lint-and-server-dry-run")
+def chart_lint_and_dry_run():
+    lint = helm("lint", CHART, "--strict")
+    # Offline, helm template assumes Kubernetes v1.20 and the chart's kubeVersion (>= 1.34)
+    # refuses it: name the server's version, as GitOps tools do.
+    server = kjson("version")["serverVersion"]["gitVersion"]
+    rendered = helm("template", "e2e-dry-run", CHART, "-n", "e2e-dry-run", "--kube-version", server).stdout
+    kubectl("create", "namespace", "e2e-dry-run", check_rc=False)
+    try:
+        out = kubectl("apply", "--dry-run=server", "-n", "e2e-dry-run", "-f", "-", input=rendered).stdout
+    finally:
+        kubectl("delete", "namespace", "e2e-dry-run", "--wait=false", check_rc=False)
+    kinds = re.findall(r"^(\S+)/", out, re.M)
+    check(len(kinds) >= 7, f"dry run applied only {kinds}:\n{out}")
+    return f"helm lint --strict: {lint.stdout.strip().splitlines()[-1]}; server dry run accepted {len(kinds)} objects ({', '.join(sorted(set(kinds)))})"
+
+
+def token_kubeconfig(token):
+    path = f"{WORK}/driver-token.kubeconfig"
+    with open(path, "w") as f:
+        json.dump({"apiVersion": "v1", "kind": "Config",
+                   "clusters": [{"name": "e2e", "cluster": {"server": "https://10.250.0.1:6443",
+                                                            "certificate-authority": f"{WORK}/pki/ca.crt"}}],
+                   "users": [{"name": "driver", "user": {"token": token}}],
+                   "contexts": [{"name": "e2e", "context": {"cluster": "e2e", "user": "driver"}}],
+                   "current-context": "e2e"}, f)
+    return path
+
+
+def slice_for(node, pool, driver=DRIVER):
+    return {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceSlice",
+            "metadata": {"name": f"e2e-admission-{node}-{driver.replace('.', '-')}"},
+            "spec": {"driver": driver, "nodeName": node, "pool": {"name": pool, "generation": 1,
+                                                                   "resourceSliceCount": 1},
+                     "devices": [{"name": "probe"}]}}
+
+
+@scenario("admission-policy-by-behaviour")
+def admission_policy():
+    other = "efa-node-2"
+    # A Node object with no kubelet behind it. The chart's exclusion label keeps the DaemonSet
+    # from placing a driver pod there, and the taint keeps everything else off.
+    kubectl("apply", "-f", "-", input=json.dumps({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": other, "labels": {"efa.networking.k8s.aws/device-plugin": "true"}},
+        "spec": {"taints": [{"key": "e2e/no-kubelet", "effect": "NoSchedule"}]}}))
+    driver_pod = wait_driver_ready()
+    token = kubectl("create", "token", RELEASE, "-n", NAMESPACE, "--bound-object-kind", "Pod",
+                    "--bound-object-name", driver_pod["metadata"]["name"],
+                    "--bound-object-uid", driver_pod["metadata"]["uid"]).stdout.strip()
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "==="))
+    node_claim = claims.get("kubernetes.io", {}).get("node", {}).get("name")
+    check(node_claim == NODE, f"the pod-bound token names node {node_claim!r}")
+    config = token_kubeconfig(token)
+
+    def as_driver(*args, input=None):
+        return run(in_ns(f"{BIN}/kubectl", "--kubeconfig", config, *args), input=input, check_rc=False)
+
+    results = []
+    audit = AuditWindow()
+    own = slice_for(NODE, f"e2e-admission-{NODE}")["metadata"]["name"]
+    try:
+        for node, driver, want in ((other, DRIVER, False), (NODE, "gpu.nvidia.com", False), (NODE, DRIVER, True)):
+            r = as_driver("create", "-f", "-", input=json.dumps(slice_for(node, f"e2e-admission-{node}", driver)))
+            allowed = r.returncode == 0
+            reason = (r.stderr or r.stdout).strip().splitlines()[-1] if r.stderr or r.stdout else ""
+            check(allowed == want, f"slice for node {node} driver {driver}: allowed={allowed}, want {want}: {reason}")
+            results.append(f"create {node}/{driver}: {'allowed' if allowed else 'denied (' + reason[-90:] + ')'}")
+        # Deleting another node's slice is refused too.
+        kubectl("create", "-f", "-", input=json.dumps(slice_for(other, f"e2e-admission-{other}")))
+        r = as_driver("delete", "resourceslice", slice_for(other, "")["metadata"]["name"])
+        check(r.returncode != 0, f"the driver deleted node {other}'s slice")
+        results.append(f"delete {other}/{DRIVER}: denied")
+        # The slice of its own node that this test wrote is not one the driver published: the
+        # running driver removes it, with its own token, which the policy allows.
+        wait_for("the driver to remove the stray slice of its node",
+                 lambda: any(w.startswith(f"delete {own} by {DRIVER_SA} -> 200")
+                             for w in audit.slice_writes(users=(DRIVER_SA,))), 60)
+        results.append(f"delete {NODE}/{DRIVER} by the running driver: allowed")
+    finally:
+        kubectl("delete", "resourceslice", "--ignore-not-found",
+                *[slice_for(n, "", d)["metadata"]["name"] for n, d in
+                  ((other, DRIVER), (NODE, "gpu.nvidia.com"), (NODE, DRIVER))], check_rc=False)
+        kubectl("delete", "node", other, "--ignore-not-found", check_rc=False)
+    return "; ".join(results)
+
+
+@scenario("helm-uninstall-leaves-nothing")
+def helm_uninstall():
+    helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "120s")
+    selector = f"app.kubernetes.io/instance={RELEASE}"
+    kinds = ("daemonset,serviceaccount,clusterrole,clusterrolebinding,deviceclass,"
+             "validatingadmissionpolicy,validatingadmissionpolicybinding,service")
+    left = wait_for("no object of the release", lambda: (lambda items: None if items else True)(
+        kjson("get", kinds, "-A", "-l", selector)["items"]), 60)
+    # The kubelet removes a driver's slices once its plugin is gone for good.
+    wait_for("the node's dra.net slices removed", lambda: not our_slices(), 120)
+    return f"no {kinds.replace(',', '/')} labelled {selector}; the node's ResourceSlices were removed"
+
+
+# --- runner -----------------------------------------------------------------------------------------
+
+# The order matters: the examples first, on the p5.48xlarge tree up.sh made; the resilience
+# scenarios; the chart's own checks; then the switch to the trn2 tree; the uninstall last.
+ORDER = [
+    "slices-and-deviceclass", "example-single-efa", "example-shared-claim", "example-gpu-aligned",
+    "example-all-efas", "all-efas-of-one-gpu-root",
+    "resilience-kill-9-driver", "resilience-delete-driver-pod", "resilience-kubelet-restart",
+    "resilience-containerd-restart", "resilience-helm-upgrade-surge",
+    "chart-lint-and-server-dry-run", "admission-policy-by-behaviour",
+    "example-neuron-aligned", "helm-uninstall-leaves-nothing",
+]
+SCENARIOS.sort(key=lambda entry: ORDER.index(entry[0]))
+
+
+def main(argv):
+    if argv[:1] == ["--list"]:
+        print("\n".join(name for name, _ in SCENARIOS))
+        return 0
+    wanted = argv or [name for name, _ in SCENARIOS]
+    unknown = set(wanted) - {name for name, _ in SCENARIOS}
+    if unknown:
+        print(f"unknown scenarios: {sorted(unknown)}; --list names them", file=sys.stderr)
+        return 2
+    passed = failed = 0
+    for name, fn in SCENARIOS:
+        if name not in wanted:
+            continue
+        start = time.time()
+        try:
+            detail = fn()
+            passed += 1
+            print(f"PASS {name} ({time.time() - start:.0f}s): {detail}", flush=True)
+        except Exception as error:  # a scenario's own failure, or a broken assumption
+            failed += 1
+            text = str(error) if isinstance(error, Failure) else traceback.format_exc()
+            print(f"FAIL {name} ({time.time() - start:.0f}s): {text}", flush=True)
+    print(f"{passed} passed, {failed} failed")
+    return 0 if failed == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
