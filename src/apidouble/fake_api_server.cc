@@ -75,6 +75,37 @@ std::string Now() {
   return buf;
 }
 
+// The field manager of a write, as the API server derives it: the fieldManager parameter, else
+// the User-Agent up to its first '/' ("efa-dra-driver/0.1.0 ..." -> "efa-dra-driver").
+std::string FieldManager(const httplib::Request& req) {
+  std::string manager = req.get_param_value("fieldManager");
+  if (manager.empty()) {
+    manager = req.get_header_value("User-Agent");
+    manager = manager.substr(0, manager.find('/'));
+  }
+  return manager.empty() ? "unknown" : manager;
+}
+
+// Records `manager` in metadata.managedFields (one entry per manager and operation, as the API
+// server keeps them), keeping the entries of earlier writers. The field sets themselves are not
+// modelled: tests only ask who wrote an object.
+void RecordManager(nlohmann::json& object, const std::string& manager, const std::string& api_version) {
+  nlohmann::json& meta = object["metadata"];
+  nlohmann::json entries = meta.value("managedFields", nlohmann::json::array());
+  if (!entries.is_array()) entries = nlohmann::json::array();
+  nlohmann::json entry = {{"manager", manager}, {"operation", "Update"}, {"apiVersion", api_version},
+                          {"time", Now()}, {"fieldsType", "FieldsV1"}, {"fieldsV1", nlohmann::json::object()}};
+  bool found = false;
+  for (auto& existing : entries) {
+    if (existing.value("manager", "") == manager && existing.value("operation", "") == "Update") {
+      existing = entry;
+      found = true;
+    }
+  }
+  if (!found) entries.push_back(entry);
+  meta["managedFields"] = std::move(entries);
+}
+
 // The API server stamps device taints that come without a time.
 void StampTaints(json& slice) {
   if (!slice.contains("spec") || !slice["spec"].is_object()) return;
@@ -580,6 +611,8 @@ class FakeApiServer::Impl {
     meta["creationTimestamp"] = Now();
     meta["generation"] = 1;
     meta.erase("resourceVersion");
+    meta.erase("managedFields");
+    RecordManager(body, FieldManager(req), ApiVersion(type));
     return store_.WithLock([&]() -> Reply {
       if (store_.GetLocked(type.resource, route.ns, name)) {
         return Error(409, GroupResource(type) + " \"" + name + "\" already exists",
@@ -635,7 +668,7 @@ class FakeApiServer::Impl {
         updated["apiVersion"] = ApiVersion(type);
         updated["kind"] = type.kind;
         json& meta = updated["metadata"];
-        for (const char* keep : {"uid", "creationTimestamp", "namespace"}) {
+        for (const char* keep : {"uid", "creationTimestamp", "namespace", "managedFields"}) {
           if (stored->at("metadata").contains(keep)) meta[keep] = stored->at("metadata")[keep];
         }
         // Status is not writable through the main resource.
@@ -648,6 +681,7 @@ class FakeApiServer::Impl {
         if (updated.value("spec", json()) != stored->value("spec", json())) ++generation;
         meta["generation"] = generation;
       }
+      RecordManager(updated, FieldManager(req), ApiVersion(type));
       if (slice) {
         std::vector<FieldCause> causes = ValidateResourceSliceUpdate(updated, *stored);
         if (!causes.empty()) return Invalid(type, route.name, causes);

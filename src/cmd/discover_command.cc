@@ -41,6 +41,7 @@ struct DiscoverFlags {
   bool slices = false;
   std::string node_name;
   std::string driver_name = "dra.net";
+  bool numa_node_list = false;
   LoggingFlags logging;
 };
 
@@ -315,6 +316,7 @@ int RunDiscover(const DiscoverFlags& flags) {
   if (flags.slices) {
     slices::SliceOptions options;
     options.driver_name = flags.driver_name;
+    options.numa_node_list = flags.numa_node_list;
     options.node_name = flags.node_name.empty() ? DefaultNodeName() : flags.node_name;
     std::vector<std::string> slice_warnings;
     auto objects = slices::DesiredSlices(*inventory, options, &slice_warnings);
@@ -377,6 +379,11 @@ void AddDiscoverCommand(CLI::App& app, int& exit_code) {
   command->add_option("--driver-name", flags->driver_name, "DRA driver name for --slices")
       ->envname("EFA_DRA_DRIVER_NAME")
       ->capture_default_str();
+  command
+      ->add_flag("--numa-node-list", flags->numa_node_list,
+                 "With --slices: resource.kubernetes.io/numaNode as a list, as `run` publishes "
+                 "it with the same flag")
+      ->envname("EFA_DRA_NUMA_NODE_LIST");
   AddLoggingFlags(*command, flags->logging);
   command->callback([flags, &exit_code] { exit_code = RunDiscover(*flags); });
 }

@@ -25,6 +25,7 @@
 #include "efadra/kube/client.h"
 #include "efadra/kube/config.h"
 #include "efadra/kubelet/coexistence.h"
+#include "efadra/kubelet/conflict_monitor.h"
 #include "efadra/kubelet/device_health.h"
 #include "efadra/kubelet/plugin.h"
 #include "efadra/observe/api_request_observer.h"
@@ -52,6 +53,7 @@ struct RunFlags {
   std::string boot_id_file = "/proc/sys/kernel/random/boot_id";
   std::string device_plugin_dir = kubelet::kDefaultDevicePluginDir;
   bool taint_unhealthy = false;
+  bool numa_node_list = false;
   LoggingFlags logging;
 };
 
@@ -194,6 +196,41 @@ Result<std::string> ReadBootId(const std::string& path) {
   return id;
 }
 
+// A Warning Event on the Node (namespace default, where node events live), so that
+// `kubectl describe node` shows why the driver refuses to prepare. Best effort: a failure is
+// logged, the conflict is on /readyz anyway.
+void EmitNodeEvent(kube::Client& client, const std::string& node, const std::string& reason,
+                   const std::string& message) {
+  auto stored = client.Get("/api/v1/nodes/" + node);
+  if (!stored.ok()) {
+    spdlog::warn("event on node {}: {}", node, stored.status().message());
+    return;
+  }
+  char now[32];
+  const std::time_t t = std::time(nullptr);
+  std::strftime(now, sizeof(now), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&t));
+  nlohmann::json event = {
+      {"apiVersion", "v1"},
+      {"kind", "Event"},
+      {"metadata", {{"generateName", node + ".efa-dra-driver-"}, {"namespace", "default"}}},
+      {"involvedObject",
+       {{"apiVersion", "v1"},
+        {"kind", "Node"},
+        {"name", node},
+        {"uid", stored->value("/metadata/uid"_json_pointer, "")}}},
+      {"reason", reason},
+      {"message", message},
+      {"type", "Warning"},
+      {"source", {{"component", "efa-dra-driver"}, {"host", node}}},
+      {"reportingComponent", "efa-dra-driver"},
+      {"reportingInstance", node},
+      {"firstTimestamp", now},
+      {"lastTimestamp", now},
+      {"count", 1}};
+  auto created = client.Create("/api/v1/namespaces/default/events", event);
+  if (!created.ok()) spdlog::warn("event on node {}: {}", node, created.status().message());
+}
+
 void RecordCalls(observe::DriverMetrics& metrics, const kubelet::CallRecord& call) {
   // Metrics count claims; a call's claims share its latency.
   for (size_t i = 0; i < call.claims; ++i) {
@@ -267,6 +304,7 @@ int Run(RunFlags flags) {
   publisher_options.node_name = flags.node_name;
   publisher_options.resync = *resync;
   publisher_options.taint_unhealthy = flags.taint_unhealthy;
+  publisher_options.numa_node_list = flags.numa_node_list;
   // The DeviceWatcher already debounces kernel bursts; a second delay would only add latency.
   publisher_options.debounce = std::chrono::milliseconds(0);
   slices::Publisher publisher(
@@ -288,6 +326,41 @@ int Run(RunFlags flags) {
   plugin_options.plugin_dir = flags.plugin_dir;
   plugin_options.pod_uid = flags.pod_uid;
   kubelet::Plugin plugin(plugin_options, preparer, &health);
+
+  // Anything else that may hand out these EFAs makes the driver refuse prepares (a device
+  // given twice can reach two containers) and fail /readyz until it is gone.
+  kubelet::ConflictMonitor conflicts(std::chrono::seconds(2), [&](const std::string& reason) {
+    EmitNodeEvent(**client, flags.node_name, "ConflictingEfaDriver", reason);
+  });
+  conflicts.AddSource([&flags] {
+    std::vector<std::string> reasons;
+    for (const auto& socket : kubelet::EfaDevicePluginSockets(flags.device_plugin_dir)) {
+      reasons.push_back("the EFA device plugin also serves this node (" + socket +
+                        "); the two hand out the same uverbs devices: remove one of them");
+    }
+    return reasons;
+  });
+  conflicts.AddSource([&flags, &plugin] {
+    std::vector<std::string> reasons;
+    for (const auto& socket : kubelet::ForeignRegistrations(
+             flags.registrar_dir, flags.driver_name, flags.plugin_dir,
+             plugin.RegistrationSocketPath())) {
+      reasons.push_back("another program is registered with the kubelet as DRA driver " +
+                        flags.driver_name + " (" + socket +
+                        ": DRANET from the aws-dranet chart, or a second dra.net driver); "
+                        "remove it from this node");
+    }
+    return reasons;
+  });
+  conflicts.AddSource([&publisher] {
+    std::vector<std::string> reasons;
+    for (const auto& slice : publisher.State().foreign_slices) {
+      reasons.push_back("ResourceSlice " + slice + " of this node's pool was written by another "
+                        "program");
+    }
+    return reasons;
+  });
+  plugin.RefusePreparesWhile([&conflicts] { return conflicts.Summary(); });
   // The kubelet wipes a driver's slices when it loses the driver: publish again at once.
   plugin.OnRegistered([&publisher] { publisher.RepublishNow(); });
   plugin.OnCall([&metrics](const kubelet::CallRecord& call) { RecordCalls(**metrics, call); });
@@ -321,6 +394,10 @@ int Run(RunFlags flags) {
     const std::string error = publisher.LastError();
     return UnavailableError(error.empty() ? "not published yet" : error);
   });
+  http.readiness().Add("no-conflicting-driver", [&conflicts] {
+    const std::string summary = conflicts.Summary();
+    return summary.empty() ? Status::Ok() : FailedPreconditionError(summary);
+  });
   http.readiness().Add("no-efa-device-plugin", [&flags] {
     const auto sockets = kubelet::EfaDevicePluginSockets(flags.device_plugin_dir);
     if (sockets.empty()) return Status::Ok();
@@ -344,6 +421,13 @@ int Run(RunFlags flags) {
   daemon.Add(std::make_unique<FunctionComponent>(
       "slice publisher", [&] { return publisher.Start(); }, [&] { publisher.Stop(); }));
   daemon.Add(std::make_unique<DeviceWatcherComponent>(publisher));
+  daemon.Add(std::make_unique<FunctionComponent>(
+      "conflict monitor",
+      [&] {
+        conflicts.Start();
+        return Status::Ok();
+      },
+      [&] { conflicts.Stop(); }));
   daemon.Add(std::make_unique<FunctionComponent>(
       "kubelet plugin",
       [&]() -> Status {
@@ -422,6 +506,11 @@ void AddRunCommand(CLI::App& app, int& exit_code) {
                  "Put a NoSchedule taint on unhealthy devices in the ResourceSlice (needs the "
                  "DRADeviceTaints feature; slices then hold at most 64 devices)")
       ->envname("EFA_DRA_TAINT_UNHEALTHY");
+  command
+      ->add_flag("--numa-node-list", flags->numa_node_list,
+                 "Publish resource.kubernetes.io/numaNode as a list (the device's NUMA node, then "
+                 "the nodes equally local to it); needs the DRAListTypeAttributes feature gate")
+      ->envname("EFA_DRA_NUMA_NODE_LIST");
   AddLoggingFlags(*command, flags->logging);
   command->callback([flags, &exit_code] { exit_code = Run(*flags); });
 }

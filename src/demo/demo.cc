@@ -93,8 +93,9 @@ void PrintSlices(const std::vector<nlohmann::json>& slices, std::ostream& out) {
       std::snprintf(line, sizeof(line), "  %-20s %-12s %-5s %-15s %s\n",
                     device.value("name", "").c_str(),
                     Attribute(device, "resource.kubernetes.io/pcieRoot").c_str(),
-                    Attribute(device, "numaNode").c_str(), Attribute(device, "rdmaDevice").c_str(),
-                    Attribute(device, "uverbs").c_str());
+                    Attribute(device, "resource.kubernetes.io/numaNode").c_str(),
+                    Attribute(device, std::string(kDriver) + "/rdmaDevice").c_str(),
+                    Attribute(device, std::string(kDriver) + "/uverbs").c_str());
       out << line;
     }
   }

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "efadra/discovery/sysfs_values.h"
+#include "numa_topology.h"
 #if EFADRA_WITH_NEURON
 #include "efadra/neuron/device_groups.h"
 #endif
@@ -52,6 +53,9 @@ class Walk {
                                   " is not a sysfs tree (has neither devices/ nor class/)");
     }
     inventory_.instance_type = ReadInstanceType();
+    NumaTopology numa = ReadNumaTopology(sysfs_);
+    inventory_.numa_node_count = numa.node_count;
+    inventory_.numa_local_nodes = std::move(numa.local_nodes);
     ReadUverbs();
     ReadRdmaDevices();
     ReportStrayEfaFunctions();

@@ -63,6 +63,15 @@ grpc::Status ClaimCalls::Check(const std::vector<claims::ClaimRef>& claims) cons
 
 std::map<std::string, claims::PrepareResult> ClaimCalls::Prepare(
     const std::vector<claims::ClaimRef>& claims) {
+  if (const std::string reason = refusal_ ? refusal_() : std::string(); !reason.empty()) {
+    std::map<std::string, claims::PrepareResult> refused;
+    for (const auto& claim : claims) {
+      refused[claim.uid].status =
+          FailedPreconditionError("claim " + claim.namespace_name + "/" + claim.name +
+                                  " not prepared: " + reason);
+    }
+    return refused;
+  }
   SharedLock lock(*this);
   return preparer_.Prepare(claims);
 }

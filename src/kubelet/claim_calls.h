@@ -26,6 +26,9 @@ class ClaimCalls {
   // and re-reads the checkpoints first.
   Status EnableSharedLock(const std::string& lock_path);
   void OnCall(std::function<void(const CallRecord&)> callback) { on_call_ = std::move(callback); }
+  // Before serving: while `reason` returns non-empty text, every claim of a prepare fails with
+  // it (unprepare always proceeds).
+  void RefusePreparesWhile(std::function<std::string()> reason) { refusal_ = std::move(reason); }
 
   // INVALID_ARGUMENT for requests no kubelet sends (too many claims, a claim without UID);
   // everything else is answered per claim.
@@ -45,6 +48,7 @@ class ClaimCalls {
   claims::ClaimPreparer& preparer_;
   const size_t max_claims_;
   std::function<void(const CallRecord&)> on_call_;
+  std::function<std::string()> refusal_;
   int lock_fd_ = -1;
   std::mutex lock_mu_;  // flock is per open file, so threads of this process queue here first
 };

@@ -1,13 +1,17 @@
 #include "efadra/kubelet/plugin.h"
 
+#include <unistd.h>
+
 #include <condition_variable>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
 #include <spdlog/spdlog.h>
 
 #include "claim_calls.h"
+#include "efadra/kubelet/coexistence.h"
 #include "dra_service.h"
 #include "grpc_server.h"
 #include "health_service.h"
@@ -81,11 +85,12 @@ class Plugin::Impl {
 
   Status Start() {
     if (options_.plugin_dir.empty()) return InvalidArgumentError("kubelet plugin: no plugin dir");
+    std::error_code error;
+    std::filesystem::create_directories(options_.plugin_dir, error);
     if (!options_.pod_uid.empty()) {
-      std::error_code error;
-      std::filesystem::create_directories(options_.plugin_dir, error);
       EFADRA_RETURN_IF_ERROR(calls_.EnableSharedLock(options_.plugin_dir + "/serialize.lock"));
     }
+    EFADRA_RETURN_IF_ERROR(WriteInstanceMarker());
     // DRA first: the kubelet may call it the moment the registration socket appears.
     EFADRA_RETURN_IF_ERROR(dra_server_->Start().WithContext("DRA service"));
     registration_.Reset();
@@ -119,7 +124,18 @@ class Plugin::Impl {
     registration_server_->Stop(std::chrono::milliseconds(0));
     if (health_) health_->Stop();
     dra_server_->Stop(options_.shutdown_grace);
+    std::error_code error;
+    std::filesystem::remove(InstanceMarkerPath(options_.plugin_dir, options_.pod_uid), error);
     spdlog::info("stopped serving the kubelet; sockets removed");
+  }
+
+  // The marker holds our pid, for a person reading the directory.
+  Status WriteInstanceMarker() const {
+    const std::string path = InstanceMarkerPath(options_.plugin_dir, options_.pod_uid);
+    std::ofstream out(path, std::ios::trunc);
+    out << ::getpid() << "\n";
+    if (!out.good()) return UnavailableError("write instance marker " + path);
+    return Status::Ok();
   }
 
   RegistrationState Registration() const {
@@ -135,6 +151,9 @@ class Plugin::Impl {
 
   void OnRegistered(std::function<void()> callback) {
     registration_.OnRegistered(std::move(callback));
+  }
+  void RefusePreparesWhile(std::function<std::string()> reason) {
+    calls_.RefusePreparesWhile(std::move(reason));
   }
   void OnCall(std::function<void(const CallRecord&)> callback) {
     calls_.OnCall(std::move(callback));
@@ -200,6 +219,9 @@ void Plugin::OnRegistered(std::function<void()> callback) {
 }
 void Plugin::OnCall(std::function<void(const CallRecord&)> callback) {
   impl_->OnCall(std::move(callback));
+}
+void Plugin::RefusePreparesWhile(std::function<std::string()> reason) {
+  impl_->RefusePreparesWhile(std::move(reason));
 }
 Status Plugin::Start() { return impl_->Start(); }
 void Plugin::Stop() { impl_->Stop(); }

@@ -25,7 +25,7 @@ Result<nlohmann::json> KubeSliceApi::ListSlices(const std::string& driver,
 }
 
 Result<nlohmann::json> KubeSliceApi::CreateSlice(const nlohmann::json& slice) {
-  return client_.Create(kSlicesPath, slice);
+  return client_.Create(std::string(kSlicesPath) + "?fieldManager=" + kFieldManager, slice);
 }
 
 Result<nlohmann::json> KubeSliceApi::UpdateSlice(const nlohmann::json& slice) {
@@ -34,7 +34,8 @@ Result<nlohmann::json> KubeSliceApi::UpdateSlice(const nlohmann::json& slice) {
   if (metadata != slice.end() && metadata->is_object()) name = metadata->value("name", "");
   if (name.empty())
     return InvalidArgumentError("update ResourceSlice: object has no metadata.name");
-  return client_.Update(std::string(kSlicesPath) + "/" + name, slice);
+  return client_.Update(std::string(kSlicesPath) + "/" + name + "?fieldManager=" + kFieldManager,
+                        slice);
 }
 
 Status KubeSliceApi::DeleteSlice(const std::string& name, const std::string& uid,

@@ -1,11 +1,14 @@
 #include "efadra/slices/publisher.h"
 
+#include <fmt/ranges.h>
 #include <spdlog/fmt/fmt.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <random>
+#include <set>
 #include <utility>
 
 #include "efadra/slices/resource_slices.h"
@@ -192,6 +195,38 @@ PublisherState Publisher::State() const {
   return state_;
 }
 
+namespace {
+
+// The managers of a slice none of whose writers is us (kFieldManager), comma-separated; nullopt
+// when we wrote it, or when the server records no managers (then it cannot tell us apart).
+std::optional<std::string> ForeignManagers(const json& slice) {
+  const auto metadata = slice.find("metadata");
+  if (metadata == slice.end() || !metadata->is_object()) return std::nullopt;
+  const auto fields = metadata->find("managedFields");
+  if (fields == metadata->end() || !fields->is_array() || fields->empty()) return std::nullopt;
+  std::set<std::string> managers;
+  for (const auto& entry : *fields) {
+    if (!entry.is_object()) continue;
+    const std::string manager = entry.value("manager", "");
+    if (manager == kFieldManager) return std::nullopt;
+    managers.insert(manager.empty() ? "an unnamed manager" : manager);
+  }
+  return fmt::format("{}", fmt::join(managers, ", "));
+}
+
+}  // namespace
+
+SliceOptions Publisher::MakeSliceOptions(std::string node_uid) const {
+  SliceOptions slice_options;
+  slice_options.driver_name = options_.driver_name;
+  slice_options.node_name = options_.node_name;
+  slice_options.node_uid = std::move(node_uid);
+  slice_options.max_devices_per_slice = options_.max_devices_per_slice;
+  slice_options.taint_unhealthy = options_.taint_unhealthy;
+  slice_options.numa_node_list = options_.numa_node_list;
+  return slice_options;
+}
+
 std::chrono::milliseconds Publisher::Backoff(int failures) {
   // Capped exponential with "equal jitter": half fixed, half random, so a fleet of nodes that
   // lost the API at the same moment does not come back in lockstep.
@@ -245,13 +280,8 @@ void Publisher::SyncLoop() {
         next_scan = now + options_.resync;
         // Compare what would be published, not the raw inventory: fields that do not reach
         // the slice (cpulist, firmware) must not cause writes.
-        SliceOptions slice_options;
-        slice_options.driver_name = options_.driver_name;
-        slice_options.node_name = options_.node_name;
-        slice_options.max_devices_per_slice = options_.max_devices_per_slice;
-        slice_options.taint_unhealthy = options_.taint_unhealthy;
         json devices = json::array();
-        for (const auto& slice : DesiredSlices(*scanned, slice_options)) {
+        for (const auto& slice : DesiredSlices(*scanned, MakeSliceOptions(""))) {
           for (const auto& device : DevicesOf(slice)) devices.push_back(device);
         }
         const bool changed = !inventory_.has_value() || devices != last_synced_devices_;
@@ -316,14 +346,8 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
       node_uid_ = node_uid;
     }
 
-    SliceOptions slice_options;
-    slice_options.driver_name = options_.driver_name;
-    slice_options.node_name = options_.node_name;
-    slice_options.node_uid = node_uid;
-    slice_options.max_devices_per_slice = options_.max_devices_per_slice;
-    slice_options.taint_unhealthy = options_.taint_unhealthy;
     std::vector<std::string> warnings;
-    std::vector<json> desired = DesiredSlices(inventory, slice_options, &warnings);
+    std::vector<json> desired = DesiredSlices(inventory, MakeSliceOptions(node_uid), &warnings);
     LogNewWarnings(warnings);
 
     Result<json> list = api_.ListSlices(options_.driver_name, options_.node_name);
@@ -331,6 +355,25 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
     std::vector<json> existing;
     if (list->contains("items") && (*list)["items"].is_array()) {
       for (auto& item : (*list)["items"]) existing.push_back(std::move(item));
+    }
+
+    // Another program's slices of this pool (DRANET, or another copy of a dra.net driver) are
+    // neither adopted nor deleted: two writers of one pool would hand out the same devices.
+    std::vector<std::string> foreign;
+    for (const auto& slice : existing) {
+      if (auto writers = ForeignManagers(slice)) {
+        foreign.push_back(fmt::format("{} (by {})", NameOf(slice), *writers));
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      state_.foreign_slices = foreign;
+    }
+    if (!foreign.empty()) {
+      return FailedPreconditionError(fmt::format(
+          "ResourceSlices of driver {} on node {} were written by another program: {}; "
+          "publishing nothing and leaving them alone until that program is gone from the node",
+          options_.driver_name, options_.node_name, fmt::join(foreign, ", ")));
     }
 
     // Partition: slices of another pool (cannot normally exist for a node-local driver) and

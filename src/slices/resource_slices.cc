@@ -50,21 +50,40 @@ int DeviceGroupSize(const std::string& key) {
   return size;
 }
 
-std::vector<Attribute> CandidateAttributes(const discovery::EfaDevice& device) {
+// Every attribute the device can have, named as written in the slice: in the driver's own
+// domain fully qualified ("dra.net/pciAddress"), as DRANET writes them, because tools read the
+// literal key (the scheduler treats "pciAddress" and "dra.net/pciAddress" alike, jq and AWS's
+// EFA-metrics-to-pod correlation do not).
+std::vector<Attribute> CandidateAttributes(const discovery::Inventory& inventory,
+                                           const discovery::EfaDevice& device,
+                                           const SliceOptions& options) {
+  const std::string own = options.driver_name + "/";
   std::vector<Attribute> out;
-  // DRANET compatibility attributes (design.md §2).
-  out.push_back({"pciAddress", String(device.pci_address)});
-  out.push_back({"pciVendor", String(kPciVendorAmazon)});
-  out.push_back({"pciDevice", String(kPciDeviceEfa)});
-  out.push_back({"pciSubsystem", String(fmt::format("{:04x}", device.subsystem_device_id))});
-  if (device.numa_node >= 0) out.push_back({"numaNode", Int(device.numa_node)});
-  out.push_back({"rdma", Bool(true)});
-  if (!device.rdma_device.empty()) out.push_back({"rdmaDevice", String(device.rdma_device)});
+  // DRANET compatibility attributes (design.md §2). No netdev attribute (ifName, mac, mtu,
+  // state): DRANET puts those only on the PCI function that owns the netdev, which for an EFA
+  // is its ENA sibling, and selectors rely on their absence to pick RDMA-only devices.
+  out.push_back({own + "pciAddress", String(device.pci_address)});
+  out.push_back({own + "pciVendor", String(kPciVendorAmazon)});
+  out.push_back({own + "pciDevice", String(kPciDeviceEfa)});
+  out.push_back({own + "pciSubsystem", String(fmt::format("{:04x}", device.subsystem_device_id))});
+  // DRANET's PCI library reports a NUMA node only on a NUMA host (not exactly one node).
+  if (device.numa_node >= 0 && inventory.numa_node_count != 1) {
+    out.push_back({own + "numaNode", Int(device.numa_node)});
+  }
+  out.push_back({own + "rdma", Bool(true)});
+  if (!device.rdma_device.empty()) out.push_back({own + "rdmaDevice", String(device.rdma_device)});
   if (!device.pcie_root.empty()) {
     out.push_back({std::string(kStandardDomain) + "pcieRoot", String(device.pcie_root)});
   }
   if (device.numa_node >= 0) {
-    out.push_back({std::string(kStandardDomain) + "numaNode", Int(device.numa_node)});
+    const auto local = inventory.numa_local_nodes.find(device.numa_node);
+    json value = Int(device.numa_node);
+    if (options.numa_node_list) {
+      value = json{{"ints", local != inventory.numa_local_nodes.end()
+                                ? json(local->second)
+                                : json::array({device.numa_node})}};
+    }
+    out.push_back({std::string(kStandardDomain) + "numaNode", std::move(value)});
   }
   std::vector<std::pair<std::string, std::string>> groups(device.device_groups.begin(),
                                                           device.device_groups.end());
@@ -74,34 +93,30 @@ std::vector<Attribute> CandidateAttributes(const discovery::EfaDevice& device) {
   for (const auto& [key, value] : groups) {
     out.push_back({std::string(kNeuronDomain) + key, String(value)});
   }
-  if (device.netdev.has_value()) {
-    const discovery::Netdev& netdev = *device.netdev;
-    if (!netdev.name.empty()) out.push_back({"ifName", String(netdev.name)});
-    if (!netdev.mac.empty()) out.push_back({"mac", String(netdev.mac)});
-    if (netdev.mtu > 0) out.push_back({"mtu", Int(netdev.mtu)});
-    if (!netdev.operstate.empty()) out.push_back({"state", String(netdev.operstate)});
-  }
   // EFA attributes this driver adds.
-  if (device.generation > 0) out.push_back({"efaGeneration", Int(device.generation)});
-  out.push_back({"interfaceType", String(device.netdev.has_value() ? "efa" : "efa-only")});
+  if (device.generation > 0) out.push_back({own + "efaGeneration", Int(device.generation)});
+  out.push_back({own + "interfaceType", String(device.netdev.has_value() ? "efa" : "efa-only")});
   if (device.verbs.has_value()) {
-    out.push_back({"rdmaRead", Bool(device.verbs->rdma_read)});
-    out.push_back({"rdmaWrite", Bool(device.verbs->rdma_write)});
+    out.push_back({own + "rdmaRead", Bool(device.verbs->rdma_read)});
+    out.push_back({own + "rdmaWrite", Bool(device.verbs->rdma_write)});
   } else if (device.generation > 0) {
     // Without efadv (no hardware access): efa0 (generation 1, p4d) reads only; efa1 and later
     // read and write (efa-hardware.md §A1).
-    out.push_back({"rdmaRead", Bool(true)});
-    out.push_back({"rdmaWrite", Bool(device.generation >= 2)});
+    out.push_back({own + "rdmaRead", Bool(true)});
+    out.push_back({own + "rdmaWrite", Bool(device.generation >= 2)});
   }
-  if (!device.port.state.empty()) out.push_back({"portState", String(device.port.state)});
-  if (device.port.rate_gbps > 0) out.push_back({"linkSpeedGbps", Int(device.port.rate_gbps)});
-  if (device.uverbs_index >= 0) out.push_back({"uverbs", Int(device.uverbs_index)});
+  if (!device.port.state.empty()) out.push_back({own + "portState", String(device.port.state)});
+  if (device.port.rate_gbps > 0) out.push_back({own + "linkSpeedGbps", Int(device.port.rate_gbps)});
+  if (device.uverbs_index >= 0) out.push_back({own + "uverbs", Int(device.uverbs_index)});
   return out;
 }
 
-int PriorityOf(const std::string& name) {
+// The attribute's rank in AttributePriority(), whose driver-domain names are unqualified.
+int PriorityOf(const std::string& name, const std::string& driver) {
   const auto& order = AttributePriority();
-  const auto it = std::find(order.begin(), order.end(), name);
+  const std::string own = driver + "/";
+  const std::string key = name.rfind(own, 0) == 0 ? name.substr(own.size()) : name;
+  const auto it = std::find(order.begin(), order.end(), key);
   return it == order.end() ? static_cast<int>(order.size()) : static_cast<int>(it - order.begin());
 }
 
@@ -120,7 +135,8 @@ std::string DeviceName(const std::string& pci_address) {
 
 const std::vector<std::string>& AttributePriority() {
   // DRANET compatibility first (claims written for DRANET select on these), then the
-  // cross-driver alignment attributes, then netdev compatibility, then our EFA extras.
+  // cross-driver alignment attributes, then our EFA extras. Names in the driver's domain are
+  // listed without it.
   static const std::vector<std::string>* const kOrder = new std::vector<std::string>{
       "pciAddress",
       "pciVendor",
@@ -135,10 +151,6 @@ const std::vector<std::string>& AttributePriority() {
       "resource.aws.com/devicegroup4_id",
       "resource.aws.com/devicegroup8_id",
       "resource.aws.com/devicegroup16_id",
-      "ifName",
-      "mac",
-      "mtu",
-      "state",
       "efaGeneration",
       "interfaceType",
       "rdmaRead",
@@ -150,7 +162,8 @@ const std::vector<std::string>& AttributePriority() {
   return *kOrder;
 }
 
-std::optional<json> BuildDevice(const discovery::EfaDevice& device,
+std::optional<json> BuildDevice(const discovery::Inventory& inventory,
+                                const discovery::EfaDevice& device, const SliceOptions& options,
                                 std::vector<std::string>* warnings) {
   const std::string name = DeviceName(device.pci_address);
   if (!IsDnsLabel(name)) {
@@ -159,9 +172,9 @@ std::optional<json> BuildDevice(const discovery::EfaDevice& device,
                                device.pci_address, name));
     return std::nullopt;
   }
-  std::vector<Attribute> candidates = CandidateAttributes(device);
-  std::stable_sort(candidates.begin(), candidates.end(), [](const auto& a, const auto& b) {
-    return PriorityOf(a.name) < PriorityOf(b.name);
+  std::vector<Attribute> candidates = CandidateAttributes(inventory, device, options);
+  std::stable_sort(candidates.begin(), candidates.end(), [&](const auto& a, const auto& b) {
+    return PriorityOf(a.name, options.driver_name) < PriorityOf(b.name, options.driver_name);
   });
   json attributes = json::object();
   int kept = 0;
@@ -227,7 +240,7 @@ std::vector<json> DesiredSlices(const discovery::Inventory& inventory, const Sli
   std::vector<json> devices;
   devices.reserve(inventory.devices.size());
   for (const auto& device : inventory.devices) {
-    auto built = BuildDevice(device, warnings);
+    auto built = BuildDevice(inventory, device, options, warnings);
     if (!built.has_value()) continue;
     const bool duplicate = std::any_of(devices.begin(), devices.end(), [&](const json& d) {
       return d["name"] == (*built)["name"];

@@ -190,6 +190,19 @@ class TreeBuilder {
     for (const auto& [node, cpus] : node_cpus_) {
       const std::string dir = "devices/system/node/node" + std::to_string(node);
       EFADRA_RETURN_IF_ERROR(w_.Attr(dir + "/cpulist", CompressCpuList(cpus)));
+      // The SLIT row: 10 to itself, 21 to every other node (the topologies carry no distances;
+      // 21 is what two-socket EC2 hosts report). Each node is its own socket, as on the
+      // two-socket EFA instance types: physical_package_id of the node's first CPU.
+      std::string distances;
+      for (const auto& other : node_cpus_) {
+        distances += (distances.empty() ? "" : " ") + std::string(other.first == node ? "10" : "21");
+      }
+      EFADRA_RETURN_IF_ERROR(w_.Attr(dir + "/distance", distances));
+      if (!cpus.empty()) {
+        EFADRA_RETURN_IF_ERROR(w_.Attr("devices/system/cpu/cpu" + std::to_string(cpus.front()) +
+                                           "/topology/physical_package_id",
+                                       std::to_string(node)));
+      }
     }
     for (const auto& root : topology_.roots) {
       EFADRA_RETURN_IF_ERROR(w_.File("devices/" + root + "/uevent", ""));

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -16,6 +17,8 @@
 #include "claims/claims_fixture.h"
 #include "efadra/apidouble/fake_api_server.h"
 #include "efadra/claims/cdi_spec.h"
+#include "efadra/kubelet/coexistence.h"
+#include "efadra/kubelet/conflict_monitor.h"
 #include "efadra/kubelet/device_health.h"
 #include "efadra/slices/resource_slices.h"
 #include "kubelet_client.h"
@@ -463,6 +466,128 @@ TEST_F(PluginTest, RollingUpdateTwinsShareOneViewOfPreparedClaims) {
   EXPECT_FALSE(std::filesystem::exists(SpecPath("uid-1")));
   second = PrepareOk<V1>(old_pod.plugin->DraSocketPath(), {"second", "uid-2"});
   EXPECT_EQ(second.claims().at("uid-2").error(), "");
+}
+
+// A listening unix socket, as another program's registration socket would be.
+class FakeRegistrant {
+ public:
+  explicit FakeRegistrant(const std::string& path) : path_(path) {
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::strncpy(address.sun_path, path.c_str(), sizeof(address.sun_path) - 1);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+    EXPECT_EQ(::listen(fd_, 4), 0);
+  }
+  ~FakeRegistrant() { Close(); }
+  // Leaves the socket file behind, as a crashed process does.
+  void Close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+};
+
+// DRANET registers as dra.net-reg.sock; a second copy of a dra.net driver in rolling-update mode
+// as dra.net-<uid>-reg.sock. Neither has our instance marker, unlike our rolling-update twin.
+TEST_F(PluginTest, AnotherDraNetRegistrationIsFoundAndOurTwinIsNot) {
+  Instance ours = StartInstance(Options("11111111-2222-3333-4444-555555555555"));
+  Instance twin = StartInstance(Options("66666666-7777-8888-9999-000000000000"));
+  const PluginOptions options = Options("11111111-2222-3333-4444-555555555555");
+  auto foreign = [&] {
+    return ForeignRegistrations(options.registrar_dir, kDriver, options.plugin_dir,
+                                ours.plugin->RegistrationSocketPath());
+  };
+  EXPECT_EQ(foreign(), std::vector<std::string>{});
+
+  FakeRegistrant dranet(dir_.Sub("registry/dra.net-reg.sock"));
+  FakeRegistrant other_copy(dir_.Sub("registry/dra.net-abcdef00-1111-2222-3333-444444444444-reg.sock"));
+  FakeRegistrant other_driver(dir_.Sub("registry/gpu.nvidia.com-reg.sock"));
+  EXPECT_EQ(foreign(), (std::vector<std::string>{
+                           dir_.Sub("registry/dra.net-abcdef00-1111-2222-3333-444444444444-reg.sock"),
+                           dir_.Sub("registry/dra.net-reg.sock")}));
+  // A socket file nobody listens on is a leftover, not a driver.
+  dranet.Close();
+  other_copy.Close();
+  EXPECT_EQ(foreign(), std::vector<std::string>{});
+  // Our twin's marker goes with it.
+  twin.plugin->Stop();
+  EXPECT_FALSE(std::filesystem::exists(
+      InstanceMarkerPath(options.plugin_dir, "66666666-7777-8888-9999-000000000000")));
+  EXPECT_TRUE(std::filesystem::exists(InstanceMarkerPath(options.plugin_dir, options.pod_uid)));
+}
+
+// While a conflict lasts every claim of a prepare fails with the reason; unprepares go on, and
+// prepares work again once it is gone.
+TEST_F(PluginTest, PreparesAreRefusedWhileAConflictLastsAndUnpreparesAreNot) {
+  ConflictMonitor conflicts(std::chrono::milliseconds(20));
+  std::atomic<bool> dranet_present{false};
+  conflicts.AddSource([&] {
+    return dranet_present ? std::vector<std::string>{"another program is registered as dra.net"}
+                          : std::vector<std::string>{};
+  });
+  Instance instance;
+  claims::PreparerOptions preparer_options;
+  preparer_options.driver_name = kDriver;
+  preparer_options.node_name = kNode;
+  preparer_options.dev_root = dir_.Sub("dev");
+  preparer_options.boot_id = "boot-1";
+  instance.preparer = std::make_unique<claims::ClaimPreparer>(
+      preparer_options, *client_, *cdi_, *state_, [this] { return inventory_; });
+  ASSERT_TRUE(instance.preparer->Start().ok());
+  instance.plugin = std::make_unique<Plugin>(Options(), *instance.preparer);
+  instance.plugin->RefusePreparesWhile([&conflicts] { return conflicts.Summary(); });
+  ASSERT_TRUE(instance.plugin->Start().ok());
+  conflicts.Start();
+  const std::string device = slices::DeviceName(inventory_->devices[0].pci_address);
+  PutClaim("first", "uid-1", {device});
+  PutClaim("second", "uid-2", {slices::DeviceName(inventory_->devices[1].pci_address)});
+  auto prepared = PrepareOk<V1>(instance.plugin->DraSocketPath(), {"first", "uid-1"});
+  EXPECT_EQ(prepared.claims().at("uid-1").error(), "");
+
+  dranet_present = true;
+  ASSERT_TRUE(WaitFor([&] { return !conflicts.Summary().empty(); }));
+  auto refused = PrepareOk<V1>(instance.plugin->DraSocketPath(), {"second", "uid-2"});
+  EXPECT_EQ(refused.claims().at("uid-2").error(),
+            "claim train/second not prepared: another program is registered as dra.net");
+  EXPECT_FALSE(std::filesystem::exists(SpecPath("uid-2")));
+  dra_v1::NodeUnprepareResourcesRequest unprepare;
+  AddClaim(&unprepare, "train", "first", "uid-1");
+  dra_v1::NodeUnprepareResourcesResponse unprepared;
+  ASSERT_TRUE(KubeletClient::Unprepare<dra_v1::DRAPlugin>(instance.plugin->DraSocketPath(),
+                                                          unprepare, &unprepared)
+                  .ok());
+  EXPECT_EQ(unprepared.claims().at("uid-1").error(), "");
+
+  dranet_present = false;
+  ASSERT_TRUE(WaitFor([&] { return conflicts.Summary().empty(); }));
+  prepared = PrepareOk<V1>(instance.plugin->DraSocketPath(), {"second", "uid-2"});
+  EXPECT_EQ(prepared.claims().at("uid-2").error(), "");
+  conflicts.Stop();
+}
+
+TEST(ConflictMonitorTest, EachNewReasonIsReportedOnce) {
+  std::vector<std::string> reported;
+  std::vector<std::string> reasons;
+  ConflictMonitor monitor(std::chrono::hours(1),
+                          [&](const std::string& reason) { reported.push_back(reason); });
+  monitor.AddSource([&] { return reasons; });
+  monitor.CheckNow();
+  EXPECT_EQ(monitor.Summary(), "");
+  reasons = {"b", "a"};
+  monitor.CheckNow();
+  monitor.CheckNow();
+  EXPECT_EQ(monitor.Summary(), "a; b");
+  EXPECT_EQ(reported, (std::vector<std::string>{"a", "b"}));
+  reasons = {"b"};
+  monitor.CheckNow();
+  reasons = {"a", "b"};
+  monitor.CheckNow();  // a came back: reported again
+  EXPECT_EQ(reported, (std::vector<std::string>{"a", "b", "a"}));
 }
 
 TEST_F(PluginTest, TheHealthStreamSendsTheFullListAndEveryChange) {

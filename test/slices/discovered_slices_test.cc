@@ -27,34 +27,34 @@ TEST(DiscoveredSlicesTest, BundledTopologies) {
   };
   const Case cases[] = {
       {"p4d.24xlarge", 4, "pci-0000-10-1b-0", json::parse(R"j({
-         "pciAddress": {"string": "0000:10:1b.0"},
-         "pciVendor": {"string": "Amazon.com, Inc."},
-         "pciDevice": {"string": "Elastic Fabric Adapter (EFA)"},
-         "pciSubsystem": {"string": "efa0"},
-         "rdma": {"bool": true},
-         "rdmaDevice": {"string": "rdmap16s27"},
-         "numaNode": {"int": 0},
+         "dra.net/pciAddress": {"string": "0000:10:1b.0"},
+         "dra.net/pciVendor": {"string": "Amazon.com, Inc."},
+         "dra.net/pciDevice": {"string": "Elastic Fabric Adapter (EFA)"},
+         "dra.net/pciSubsystem": {"string": "efa0"},
+         "dra.net/rdma": {"bool": true},
+         "dra.net/rdmaDevice": {"string": "rdmap16s27"},
+         "dra.net/numaNode": {"int": 0},
          "resource.kubernetes.io/pcieRoot": {"string": "pci0000:10"},
          "resource.kubernetes.io/numaNode": {"int": 0},
-         "efaGeneration": {"int": 1},
-         "rdmaRead": {"bool": true},
-         "rdmaWrite": {"bool": false}
+         "dra.net/efaGeneration": {"int": 1},
+         "dra.net/rdmaRead": {"bool": true},
+         "dra.net/rdmaWrite": {"bool": false}
        })j")},
       {"p5.48xlarge", 32, "pci-0000-4f-00-0", json::parse(R"j({
-         "pciAddress": {"string": "0000:4f:00.0"},
-         "pciSubsystem": {"string": "efa1"},
-         "rdmaDevice": {"string": "rdmap79s0"},
+         "dra.net/pciAddress": {"string": "0000:4f:00.0"},
+         "dra.net/pciSubsystem": {"string": "efa1"},
+         "dra.net/rdmaDevice": {"string": "rdmap79s0"},
          "resource.kubernetes.io/pcieRoot": {"string": "pci0000:44"},
-         "uverbs": {"int": 0},
-         "efaGeneration": {"int": 2},
-         "rdmaRead": {"bool": true},
-         "rdmaWrite": {"bool": true}
+         "dra.net/uverbs": {"int": 0},
+         "dra.net/efaGeneration": {"int": 2},
+         "dra.net/rdmaRead": {"bool": true},
+         "dra.net/rdmaWrite": {"bool": true}
        })j")},
       // The largest attribute set: netdev-less EFAs with all four Neuron device groups.
       {"trn2.48xlarge", 16, "pci-0000-c9-00-0", json::parse(R"j({
-         "pciAddress": {"string": "0000:c9:00.0"},
-         "pciSubsystem": {"string": "efa2"},
-         "efaGeneration": {"int": 3},
+         "dra.net/pciAddress": {"string": "0000:c9:00.0"},
+         "dra.net/pciSubsystem": {"string": "efa2"},
+         "dra.net/efaGeneration": {"int": 3},
          "resource.aws.com/devicegroup1_id": {"string": "0000:c9:00.0"}
        })j")},
   };
@@ -84,8 +84,9 @@ TEST(DiscoveredSlicesTest, BundledTopologies) {
     for (const auto& device : devices) {
       const auto& attributes = device["attributes"];
       EXPECT_LE(attributes.size(), static_cast<size_t>(kMaxAttributesPerDevice));
-      // interfaceType agrees with the netdev attributes.
-      EXPECT_EQ(attributes["interfaceType"]["string"] == "efa", attributes.contains("ifName"));
+      // No netdev attribute on an EFA, whether it has an ENA sibling or not.
+      EXPECT_FALSE(attributes.contains("dra.net/ifName"));
+      EXPECT_FALSE(attributes.contains("ifName"));
       if (device["name"] == c.device) found = &device;
     }
     ASSERT_NE(found, nullptr);

@@ -256,7 +256,42 @@ TEST_F(PublisherTest, HardwareChangesUpdateTheSlice) {
     EXPECT_EQ(server_.ResourceSlices()[0]["spec"]["pool"]["generation"], 1);
   }
   EXPECT_EQ(StoredDevices().count("pci-0000-4f-00-0"), 0u);
-  EXPECT_EQ(StoredDevices()["pci-0000-52-00-0"]["attributes"]["portState"]["string"], "DOWN");
+  EXPECT_EQ(StoredDevices()["pci-0000-52-00-0"]["attributes"]["dra.net/portState"]["string"], "DOWN");
+}
+
+// Slices of this node's pool that another program wrote (DRANET, here with its user agent as
+// the field manager) are neither adopted nor deleted, and nothing is published next to them;
+// once they are gone the publisher takes the pool.
+TEST_F(PublisherTest, AnotherProgramsSlicesAreLeftAloneAndBlockPublishing) {
+  kube::ClientConfig config;
+  config.server = server_.url();
+  config.user_agent = "dranet/v1.2.0";
+  auto dranet = kube::Client::Create(config, kube::RetryPolicy{});
+  ASSERT_TRUE(dranet.ok());
+  SliceOptions slice_options;
+  slice_options.node_name = kNode;
+  json theirs = DesiredSlices(testing::P4dInventory(), slice_options)[0];
+  theirs["metadata"] = {{"name", std::string(kNode) + "-dra.net-x7k2p"}};
+  ASSERT_TRUE((*dranet)->Create("/apis/resource.k8s.io/v1/resourceslices", theirs).ok());
+
+  FakeNode node(testing::P4dInventory());
+  Publisher& publisher = StartPublisher(node);
+  ASSERT_TRUE(WaitFor([&] { return publisher.State().syncs >= 3; }));
+  const PublisherState state = publisher.State();
+  ASSERT_EQ(state.foreign_slices.size(), 1u);
+  EXPECT_EQ(state.foreign_slices[0], std::string(kNode) + "-dra.net-x7k2p (by dranet)");
+  EXPECT_EQ(state.writes, 0u);
+  EXPECT_FALSE(publisher.FirstPublishDone());
+  EXPECT_NE(publisher.LastError().find("written by another program"), std::string::npos)
+      << publisher.LastError();
+  ASSERT_EQ(server_.ResourceSlices().size(), 1u);
+  EXPECT_EQ(server_.ResourceSlices()[0]["metadata"]["managedFields"][0]["manager"], "dranet");
+
+  server_.DeleteResourceSlice(std::string(kNode) + "-dra.net-x7k2p");
+  EXPECT_TRUE(WaitFor([&] { return Converged(testing::P4dInventory()); }));
+  EXPECT_TRUE(publisher.State().foreign_slices.empty());
+  EXPECT_EQ(server_.ResourceSlices()[0]["metadata"]["managedFields"][0]["manager"],
+            kFieldManager);
 }
 
 TEST_F(PublisherTest, ExternalDeleteIsRepairedWithinASecond) {

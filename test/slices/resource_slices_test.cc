@@ -58,70 +58,62 @@ TEST(DesiredSlicesTest, AttributesOnRealTopologies) {
   };
   std::vector<Case> cases = {
       {"p4d", testing::P4dInventory(), "pci-0000-20-1b-0", json::parse(R"j({
-         "pciAddress": {"string": "0000:20:1b.0"},
-         "pciVendor": {"string": "Amazon.com, Inc."},
-         "pciDevice": {"string": "Elastic Fabric Adapter (EFA)"},
-         "pciSubsystem": {"string": "efa0"},
-         "numaNode": {"int": 0},
-         "rdma": {"bool": true},
-         "rdmaDevice": {"string": "rdmap32s27"},
+         "dra.net/pciAddress": {"string": "0000:20:1b.0"},
+         "dra.net/pciVendor": {"string": "Amazon.com, Inc."},
+         "dra.net/pciDevice": {"string": "Elastic Fabric Adapter (EFA)"},
+         "dra.net/pciSubsystem": {"string": "efa0"},
+         "dra.net/numaNode": {"int": 0},
+         "dra.net/rdma": {"bool": true},
+         "dra.net/rdmaDevice": {"string": "rdmap32s27"},
          "resource.kubernetes.io/pcieRoot": {"string": "pci0000:20"},
          "resource.kubernetes.io/numaNode": {"int": 0},
-         "ifName": {"string": "ens65"},
-         "mac": {"string": "0e:a0:00:00:20:00"},
-         "mtu": {"int": 9001},
-         "state": {"string": "up"},
-         "efaGeneration": {"int": 1},
-         "interfaceType": {"string": "efa"},
-         "rdmaRead": {"bool": true},
-         "rdmaWrite": {"bool": false},
-         "portState": {"string": "ACTIVE"},
-         "linkSpeedGbps": {"int": 100},
-         "uverbs": {"int": 1}
+         "dra.net/efaGeneration": {"int": 1},
+         "dra.net/interfaceType": {"string": "efa"},
+         "dra.net/rdmaRead": {"bool": true},
+         "dra.net/rdmaWrite": {"bool": false},
+         "dra.net/portState": {"string": "ACTIVE"},
+         "dra.net/linkSpeedGbps": {"int": 100},
+         "dra.net/uverbs": {"int": 1}
        })j")},
       {"p5", testing::P5Inventory(), "pci-0000-94-00-0", json::parse(R"j({
-         "pciAddress": {"string": "0000:94:00.0"},
-         "pciVendor": {"string": "Amazon.com, Inc."},
-         "pciDevice": {"string": "Elastic Fabric Adapter (EFA)"},
-         "pciSubsystem": {"string": "efa1"},
-         "numaNode": {"int": 1},
-         "rdma": {"bool": true},
-         "rdmaDevice": {"string": "rdmap148s0"},
+         "dra.net/pciAddress": {"string": "0000:94:00.0"},
+         "dra.net/pciVendor": {"string": "Amazon.com, Inc."},
+         "dra.net/pciDevice": {"string": "Elastic Fabric Adapter (EFA)"},
+         "dra.net/pciSubsystem": {"string": "efa1"},
+         "dra.net/numaNode": {"int": 1},
+         "dra.net/rdma": {"bool": true},
+         "dra.net/rdmaDevice": {"string": "rdmap148s0"},
          "resource.kubernetes.io/pcieRoot": {"string": "pci0000:88"},
          "resource.kubernetes.io/numaNode": {"int": 1},
-         "efaGeneration": {"int": 2},
-         "interfaceType": {"string": "efa-only"},
-         "rdmaRead": {"bool": true},
-         "rdmaWrite": {"bool": true},
-         "portState": {"string": "ACTIVE"},
-         "linkSpeedGbps": {"int": 100},
-         "uverbs": {"int": 17}
+         "dra.net/efaGeneration": {"int": 2},
+         "dra.net/interfaceType": {"string": "efa-only"},
+         "dra.net/rdmaRead": {"bool": true},
+         "dra.net/rdmaWrite": {"bool": true},
+         "dra.net/portState": {"string": "ACTIVE"},
+         "dra.net/linkSpeedGbps": {"int": 100},
+         "dra.net/uverbs": {"int": 17}
        })j")},
       {"trn2-like", testing::Trn2LikeInventory(), "pci-0000-c9-00-0", json::parse(R"j({
-         "pciAddress": {"string": "0000:c9:00.0"},
-         "pciVendor": {"string": "Amazon.com, Inc."},
-         "pciDevice": {"string": "Elastic Fabric Adapter (EFA)"},
-         "pciSubsystem": {"string": "efa2"},
-         "numaNode": {"int": 1},
-         "rdma": {"bool": true},
-         "rdmaDevice": {"string": "rdmap201s0"},
+         "dra.net/pciAddress": {"string": "0000:c9:00.0"},
+         "dra.net/pciVendor": {"string": "Amazon.com, Inc."},
+         "dra.net/pciDevice": {"string": "Elastic Fabric Adapter (EFA)"},
+         "dra.net/pciSubsystem": {"string": "efa2"},
+         "dra.net/numaNode": {"int": 1},
+         "dra.net/rdma": {"bool": true},
+         "dra.net/rdmaDevice": {"string": "rdmap201s0"},
          "resource.kubernetes.io/pcieRoot": {"string": "pci0000:be"},
          "resource.kubernetes.io/numaNode": {"int": 1},
          "resource.aws.com/devicegroup1_id": {"string": "0000:c9:00.0"},
          "resource.aws.com/devicegroup4_id": {"string": "0123456789abcdef"},
          "resource.aws.com/devicegroup8_id": {"string": "fedcba9876543210"},
          "resource.aws.com/devicegroup16_id": {"string": "00112233aabbccdd"},
-         "ifName": {"string": "enp201s0"},
-         "mac": {"string": "16:b0:33:f8:c9:cd"},
-         "mtu": {"int": 9001},
-         "state": {"string": "up"},
-         "efaGeneration": {"int": 3},
-         "interfaceType": {"string": "efa"},
-         "rdmaRead": {"bool": true},
-         "rdmaWrite": {"bool": true},
-         "portState": {"string": "ACTIVE"},
-         "linkSpeedGbps": {"int": 200},
-         "uverbs": {"int": 10}
+         "dra.net/efaGeneration": {"int": 3},
+         "dra.net/interfaceType": {"string": "efa"},
+         "dra.net/rdmaRead": {"bool": true},
+         "dra.net/rdmaWrite": {"bool": true},
+         "dra.net/portState": {"string": "ACTIVE"},
+         "dra.net/linkSpeedGbps": {"int": 200},
+         "dra.net/uverbs": {"int": 10}
        })j")},
   };
   for (const auto& c : cases) {
@@ -144,8 +136,8 @@ TEST(DesiredSlicesTest, VerbsCapabilitiesOverrideGeneration) {
   inventory.devices.push_back(device);
   const auto slices = DesiredSlices(inventory, Options());
   const auto& attributes = slices[0]["spec"]["devices"][0]["attributes"];
-  EXPECT_EQ(attributes["rdmaWrite"], json({{"bool", true}}));
-  EXPECT_EQ(attributes["rdmaRead"], json({{"bool", true}}));
+  EXPECT_EQ(attributes["dra.net/rdmaWrite"], json({{"bool", true}}));
+  EXPECT_EQ(attributes["dra.net/rdmaRead"], json({{"bool", true}}));
 }
 
 TEST(DesiredSlicesTest, UnknownValuesAreOmitted) {
@@ -156,18 +148,20 @@ TEST(DesiredSlicesTest, UnknownValuesAreOmitted) {
   } cases[] = {
       {"numa -1",
        [](discovery::EfaDevice& d) { d.numa_node = -1; },
-       {"numaNode", "resource.kubernetes.io/numaNode"}},
+       {"dra.net/numaNode", "resource.kubernetes.io/numaNode"}},
       {"no pcieRoot",
        [](discovery::EfaDevice& d) { d.pcie_root.clear(); },
        {"resource.kubernetes.io/pcieRoot"}},
       {"no port state",
        [](discovery::EfaDevice& d) { d.port = {}; },
-       {"portState", "linkSpeedGbps"}},
-      {"no uverbs", [](discovery::EfaDevice& d) { d.uverbs_index = -1; }, {"uverbs"}},
+       {"dra.net/portState", "dra.net/linkSpeedGbps"}},
+      {"no uverbs", [](discovery::EfaDevice& d) { d.uverbs_index = -1; }, {"dra.net/uverbs"}},
       {"unknown generation",
        [](discovery::EfaDevice& d) { d.generation = 0; },
-       {"efaGeneration", "rdmaRead", "rdmaWrite"}},
-      {"no rdma device", [](discovery::EfaDevice& d) { d.rdma_device.clear(); }, {"rdmaDevice"}},
+       {"dra.net/efaGeneration", "dra.net/rdmaRead", "dra.net/rdmaWrite"}},
+      {"no rdma device",
+       [](discovery::EfaDevice& d) { d.rdma_device.clear(); },
+       {"dra.net/rdmaDevice"}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -179,15 +173,15 @@ TEST(DesiredSlicesTest, UnknownValuesAreOmitted) {
         DesiredSlices(inventory, Options())[0]["spec"]["devices"][0]["attributes"];
     for (const auto& name : c.absent) EXPECT_FALSE(attributes.contains(name)) << name;
     // The compatibility core is still there.
-    EXPECT_TRUE(attributes.contains("pciAddress"));
-    EXPECT_TRUE(attributes.contains("rdma"));
+    EXPECT_TRUE(attributes.contains("dra.net/pciAddress"));
+    EXPECT_TRUE(attributes.contains("dra.net/rdma"));
   }
 }
 
 TEST(DesiredSlicesTest, OversizedAndInvalidValuesAreDroppedWithWarning) {
   discovery::Inventory inventory;
   auto device = MakeDevice(0x10, 0x1b, 0xefa1, 0, "pci0000:10", 0);
-  device.netdev = discovery::Netdev{std::string(65, 'x'), "0e:a0:00:00:10:00", 9001, "up"};
+  device.rdma_device = std::string(65, 'x');
   device.device_groups["devicegroup4_id"] = std::string(64, 'a');  // exactly at the limit
   device.device_groups["bad-name!"] = "x";
   device.device_groups["devicegroup_this_name_is_far_too_long_id"] = "y";
@@ -195,7 +189,7 @@ TEST(DesiredSlicesTest, OversizedAndInvalidValuesAreDroppedWithWarning) {
   std::vector<std::string> warnings;
   const auto attributes =
       DesiredSlices(inventory, Options(), &warnings)[0]["spec"]["devices"][0]["attributes"];
-  EXPECT_FALSE(attributes.contains("ifName"));
+  EXPECT_FALSE(attributes.contains("dra.net/rdmaDevice"));
   EXPECT_EQ(attributes["resource.aws.com/devicegroup4_id"]["string"], std::string(64, 'a'));
   EXPECT_FALSE(attributes.contains("resource.aws.com/bad-name!"));
   EXPECT_FALSE(attributes.contains("resource.aws.com/devicegroup_this_name_is_far_too_long_id"));
@@ -204,7 +198,7 @@ TEST(DesiredSlicesTest, OversizedAndInvalidValuesAreDroppedWithWarning) {
     SCOPED_TRACE(warning);
     EXPECT_NE(warning.find("pci-0000-10-1b-0"), std::string::npos);
   }
-  EXPECT_NE(warnings[0].find("ifName"), std::string::npos);
+  EXPECT_NE(warnings[0].find("rdmaDevice"), std::string::npos);
 }
 
 TEST(DesiredSlicesTest, MalformedAddressLeavesDeviceOut) {
@@ -235,15 +229,80 @@ TEST(DesiredSlicesTest, AttributeCapKeepsCompatibilityAttributes) {
     const auto& attributes = device["attributes"];
     EXPECT_EQ(attributes.size(), static_cast<size_t>(kMaxAttributesPerDevice));
     for (const auto& name :
-         {"pciAddress", "pciVendor", "pciDevice", "pciSubsystem", "numaNode", "rdma", "rdmaDevice",
+         {"dra.net/pciAddress", "dra.net/pciVendor", "dra.net/pciDevice", "dra.net/pciSubsystem",
+          "dra.net/numaNode", "dra.net/rdma", "dra.net/rdmaDevice",
           "resource.kubernetes.io/pcieRoot", "resource.aws.com/devicegroup1_id",
-          "resource.aws.com/devicegroup16_id", "ifName", "uverbs"}) {
-      if (std::string(name) == "ifName" && !attributes.contains("mac")) continue;  // efa-only
+          "resource.aws.com/devicegroup16_id", "dra.net/uverbs"}) {
       EXPECT_TRUE(attributes.contains(name)) << name;
     }
   }
   EXPECT_FALSE(warnings.empty());
   EXPECT_NE(warnings[0].find("at most 32 attributes"), std::string::npos) << warnings[0];
+}
+
+// DRANET publishes netdev attributes only on the PCI function that owns the netdev; an EFA's
+// ENA sibling is another function, so an EFA has none, whether or not it has a sibling.
+TEST(DesiredSlicesTest, NoNetdevAttributesOnAnEfa) {
+  discovery::Inventory inventory = testing::P4dInventory();
+  ASSERT_TRUE(inventory.devices[0].netdev.has_value());
+  const auto slices = DesiredSlices(inventory, Options());
+  for (const auto& device : slices[0]["spec"]["devices"]) {
+    SCOPED_TRACE(device["name"].get<std::string>());
+    for (const char* netdev_attribute : {"ifName", "mac", "mtu", "state", "alias", "type"}) {
+      EXPECT_FALSE(device["attributes"].contains(netdev_attribute));
+      EXPECT_FALSE(device["attributes"].contains(std::string("dra.net/") + netdev_attribute));
+    }
+    EXPECT_EQ(device["attributes"]["dra.net/interfaceType"]["string"], "efa");
+  }
+}
+
+// Every name in the driver's domain is written with the driver's own name, whatever it is.
+TEST(DesiredSlicesTest, DriverAttributesAreQualifiedWithTheDriverName) {
+  SliceOptions options = Options();
+  options.driver_name = "efa.example.com";
+  const auto slices = DesiredSlices(testing::P5Inventory(), options);
+  for (const auto& [name, value] : slices[0]["spec"]["devices"][0]["attributes"].items()) {
+    SCOPED_TRACE(name);
+    EXPECT_NE(name.find('/'), std::string::npos);
+    EXPECT_EQ(name.rfind("dra.net/", 0), std::string::npos);
+  }
+  EXPECT_TRUE(slices[0]["spec"]["devices"][0]["attributes"].contains("efa.example.com/pciAddress"));
+}
+
+TEST(DesiredSlicesTest, DriverNumaNodeOnlyOnNumaHosts) {
+  struct Case {
+    int numa_nodes;
+    bool driver_numa;
+  } cases[] = {{0, true}, {1, false}, {2, true}, {8, true}};
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.numa_nodes);
+    discovery::Inventory inventory = testing::P5Inventory();
+    inventory.numa_node_count = c.numa_nodes;
+    const json attributes = DesiredSlices(inventory, Options())[0]["spec"]["devices"][0]["attributes"];
+    EXPECT_EQ(attributes.contains("dra.net/numaNode"), c.driver_numa);
+    // The standard attribute does not depend on it.
+    EXPECT_EQ(attributes["resource.kubernetes.io/numaNode"], json({{"int", 0}}));
+  }
+}
+
+TEST(DesiredSlicesTest, NumaNodeListForm) {
+  discovery::Inventory inventory = testing::P5Inventory();
+  inventory.numa_local_nodes = {{0, {0, 2}}, {1, {1, 3}}};
+  SliceOptions options = Options();
+  options.numa_node_list = true;
+  const auto slices = DesiredSlices(inventory, options);
+  std::map<int64_t, json> by_node;
+  for (const auto& device : slices[0]["spec"]["devices"]) {
+    by_node[device["attributes"]["dra.net/numaNode"]["int"].get<int64_t>()] =
+        device["attributes"]["resource.kubernetes.io/numaNode"];
+  }
+  EXPECT_EQ(by_node[0], json::parse(R"({"ints": [0, 2]})"));
+  EXPECT_EQ(by_node[1], json::parse(R"({"ints": [1, 3]})"));
+  // A node the topology does not know: the device's own node alone.
+  inventory.numa_local_nodes.clear();
+  EXPECT_EQ(DesiredSlices(inventory, options)[0]["spec"]["devices"][0]["attributes"]
+                                                   ["resource.kubernetes.io/numaNode"],
+            json::parse(R"({"ints": [0]})"));
 }
 
 // The largest real topologies stay within every API limit with nothing dropped.

@@ -85,6 +85,13 @@ struct Inventory {
   // (with a warning), see discoverer.h.
   std::vector<EfaDevice> devices;
   std::string instance_type;       // DMI product_name, e.g. "p5.48xlarge"; "" unknown
+  // NUMA nodes of the host (node<N> under devices/system/node); 0 when that is missing.
+  // DRANET publishes numaNode only where this is not 1 (its PCI library reports NUMA
+  // affinity only on a "NUMA architecture"), so single-node hosts carry none.
+  int numa_node_count = 0;
+  // NUMA node -> that node first, then the other nodes on its socket at the minimum SLIT
+  // distance (the list form of resource.kubernetes.io/numaNode). Absent nodes: unknown.
+  std::map<int, std::vector<int64_t>> numa_local_nodes;
   // Problems that did not stop discovery, one sentence each naming the file or device:
   // skipped non-EFA RDMA devices, unreadable attributes, malformed values.
   std::vector<std::string> warnings;

@@ -12,7 +12,9 @@
 // With a pod UID (rolling-update mode) the sockets are <driver>-<podUID>-reg.sock and
 // dra-<podUID>.sock so an old and a new pod can overlap, and every prepare/unprepare holds a
 // flock on <plugin-dir>/serialize.lock and first re-reads the shared checkpoints, so the two
-// pods never disagree about what is prepared.
+// pods never disagree about what is prepared. While serving, the plugin keeps its instance
+// marker (coexistence.h) in the plugin directory, which tells its twin apart from another
+// program registered under the same driver name.
 #pragma once
 
 #include <chrono>
@@ -78,6 +80,9 @@ class Plugin {
   void OnRegistered(std::function<void()> callback);
   // Called after every prepare/unprepare RPC, on a gRPC thread.
   void OnCall(std::function<void(const CallRecord&)> callback);
+  // Before Start(): while `reason` returns non-empty text (another driver also hands out these
+  // devices), prepares fail per claim with that text; unprepares go on. Called per RPC.
+  void RefusePreparesWhile(std::function<std::string()> reason);
 
   Status Start();
   void Stop();

@@ -42,6 +42,7 @@
 #include "efadra/core/status.h"
 #include "efadra/discovery/efa_device.h"
 #include "efadra/slices/api_limits.h"
+#include "efadra/slices/resource_slices.h"
 #include "efadra/slices/slice_api.h"
 
 namespace efadra::slices {
@@ -52,6 +53,8 @@ struct PublisherOptions {
   int max_devices_per_slice = kMaxDevicesPerSlice;
   // --taint-unhealthy (see SliceOptions::taint_unhealthy).
   bool taint_unhealthy = false;
+  // --numa-node-list (see SliceOptions::numa_node_list).
+  bool numa_node_list = false;
   // Periodic hardware rescan (--resync).
   std::chrono::milliseconds resync{std::chrono::seconds(60)};
   // Kernel events arrive in bursts (a device and its port, netdev and uverbs node); one
@@ -75,6 +78,9 @@ struct PublisherState {
   uint64_t sync_failures = 0;  // reconciles that returned an error
   uint64_t writes = 0;         // creates + updates + deletes sent
   uint64_t scans = 0;          // hardware scans
+  // Slices of our driver and node written by another program ("<name> (by <managers>)"), as
+  // the last sync found them; while there are any the publisher writes nothing.
+  std::vector<std::string> foreign_slices;
 };
 
 class Publisher {
@@ -114,6 +120,8 @@ class Publisher {
                      const std::string& resource_version) const;  // mutex_ held
   void MarkDirty();
   std::chrono::milliseconds Backoff(int failures);
+  // What DesiredSlices is asked for; `node_uid` "" leaves out the owner reference.
+  SliceOptions MakeSliceOptions(std::string node_uid) const;
   bool WaitForStop(std::chrono::milliseconds delay);
   void LogNewWarnings(const std::vector<std::string>& warnings);
 

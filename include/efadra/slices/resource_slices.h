@@ -23,6 +23,10 @@ struct SliceOptions {
   // UnhealthyTaintKey(driver)=<reason> (needs the DRADeviceTaints feature, on by default from
   // Kubernetes 1.36); slices then hold at most 64 devices.
   bool taint_unhealthy = false;
+  // --numa-node-list: resource.kubernetes.io/numaNode as a list (the device's node, then the
+  // nodes equally local to it), as DRANET main does with DRAListTypeAttributes. Needs that
+  // feature gate on the API server and scheduler: without it the API server drops the value.
+  bool numa_node_list = false;
 };
 
 // "<driver>/unhealthy": the key of the taint on unhealthy devices.
@@ -40,12 +44,15 @@ std::vector<nlohmann::json> DesiredSlices(const discovery::Inventory& inventory,
                                           const SliceOptions& options,
                                           std::vector<std::string>* warnings = nullptr);
 
-// --- Additions (engineer "slices"); the functions above are the pinned contract. -------------
-//
 // Attribute policy:
-//  * Names in the driver's own domain are unqualified ("pciAddress"); the API server qualifies
-//    them with the driver name, so with the default driver they read "dra.net/pciAddress"
-//    exactly as DRANET publishes them.
+//  * Names in the driver's own domain are written fully qualified ("dra.net/pciAddress"),
+//    exactly as DRANET writes them; the API server stores keys as sent and tools read them
+//    literally.
+//  * No netdev attribute (ifName, mac, mtu, state) on an EFA: they belong to its ENA sibling's
+//    PCI function, and DRANET's own RDMA-only test is !has(...ifName).
+//  * <driver>/numaNode only on hosts that do not have exactly one NUMA node (where DRANET
+//    publishes it); resource.kubernetes.io/numaNode wherever the node is known (an addition;
+//    a list with SliceOptions::numa_node_list).
 //  * Unknown values are omitted, never sent as placeholders: numa_node -1 drops both numaNode
 //    attributes, an empty pcie_root drops resource.kubernetes.io/pcieRoot, an empty port
 //    state drops portState, rate 0 drops linkSpeedGbps, no uverbs node drops uverbs,
@@ -58,13 +65,17 @@ std::vector<nlohmann::json> DesiredSlices(const discovery::Inventory& inventory,
 //    compatibility attributes are never the ones dropped.
 //  * A device whose name would not be a DNS label (malformed PCI address) is left out.
 
-// Attribute names (as written in the slice) from most to least important. Device-group
-// attributes are listed in group-size order; names not in the list sort after it.
+// Attribute names from most to least important, the driver's own without its domain
+// ("pciAddress" for "dra.net/pciAddress"). Device-group attributes are listed in group-size
+// order; names not in the list sort after it.
 const std::vector<std::string>& AttributePriority();
 
-// One Device object ({"name", "attributes"}) for `device`, or nullopt when the device cannot
-// be published (its name is not a DNS label). Dropped attributes add a warning each.
-std::optional<nlohmann::json> BuildDevice(const discovery::EfaDevice& device,
+// One Device object ({"name", "attributes"}) for `device` of `inventory` (which says how
+// many NUMA nodes the host has), or nullopt when the device cannot be published (its name is
+// not a DNS label). Dropped attributes add a warning each.
+std::optional<nlohmann::json> BuildDevice(const discovery::Inventory& inventory,
+                                          const discovery::EfaDevice& device,
+                                          const SliceOptions& options,
                                           std::vector<std::string>* warnings = nullptr);
 
 // metadata.generateName of slice `index` of a pool, the Kubernetes 1.36+ helper's form:

@@ -17,6 +17,12 @@
 
 namespace efadra::slices {
 
+// The field manager of every slice write (the fieldManager parameter). A slice of our driver
+// and node in whose metadata.managedFields this manager does not appear was written by another
+// program (DRANET, a second copy of this driver under another name): the publisher neither
+// adopts nor deletes it, and publishes nothing while it is there.
+inline constexpr char kFieldManager[] = "efa-dra-driver";
+
 class SliceApi {
  public:
   virtual ~SliceApi() = default;

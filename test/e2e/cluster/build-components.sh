@@ -7,13 +7,15 @@
 # <key> is the Kubernetes version plus a hash of versions.env and the components' go.mod/go.sum,
 # so a changed pin builds anew and an unchanged one is reused (nothing is rebuilt when the
 # directory is complete). The Go module and build caches live next to it (go/), not in ~/go.
-# The test double of the GPU/Neuron drivers (accel-driver/, our own code) is rebuilt every
-# time; Go's build cache makes that a few seconds.
+# Our own Go test tools are rebuilt every time (Go's build cache makes that a few seconds):
+# accel-driver (the GPU/Neuron DRA driver double) and dra-cel (the scheduler's DRA CEL code
+# over a device list, test/compat).
 #
 #   build-components.sh            build what is missing, print the bin directory last
 #   build-components.sh --update   rewrite components/*/go.mod and go.sum from versions.env
 #   build-components.sh --print-bin   only print the bin directory (nothing is built)
-#   build-components.sh --only helm   build one component (the chart tests need only Helm)
+#   build-components.sh --only helm   build one component or tool (the chart tests need only
+#                                     Helm, the compatibility tests only dra-cel)
 #
 # Needs Go >= 1.26 (Kubernetes 1.36's go.mod says so). runc, the CNI plugins and iproute2
 # come from Debian (up.sh checks for them).
@@ -123,10 +125,12 @@ build() { # [ONLY]
     echo "build-components: $name $version: built in $(( $(date +%s) - start )) s"
     touch "$bin/.built-$name"
   done < <(components)
-  [ -z "$only" ] || return 0
-  start=$(date +%s)
-  (cd "$here/accel-driver" && go build -ldflags "-s -w" -o "$bin/accel-driver" .)
-  echo "build-components: accel-driver (test double): built in $(( $(date +%s) - start )) s"
+  for tool in "accel-driver:$here/accel-driver" "dra-cel:$here/../../compat/dra-cel"; do
+    [ -z "$only" ] || [ "${tool%%:*}" = "$only" ] || continue
+    start=$(date +%s)
+    (cd "${tool#*:}" && go build -ldflags "-s -w" -o "$bin/${tool%%:*}" .)
+    echo "build-components: ${tool%%:*} (our test tool): built in $(( $(date +%s) - start )) s"
+  done
 }
 
 only=""
@@ -134,7 +138,8 @@ case "${1:-}" in
   --print-bin) echo "$bin"; exit 0 ;;
   --update) check_go; update; exit 0 ;;
   --only) only=${2:?--only needs a component name}
-          components | cut -d'|' -f1 | grep -qx "$only" || { echo "build-components: no component $only" >&2; exit 2; } ;;
+          { components | cut -d'|' -f1; echo accel-driver; echo dra-cel; } | grep -qx "$only" ||
+            { echo "build-components: no component $only" >&2; exit 2; } ;;
   "") ;;
   *) echo "usage: $0 [--update|--print-bin|--only NAME]" >&2; exit 2 ;;
 esac
