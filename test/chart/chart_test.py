@@ -48,6 +48,13 @@ def one(docs, kind):
     return found[0]
 
 
+def node_terms(docs):
+    """The DaemonSet's required node affinity terms, as lists of matchExpressions."""
+    affinity = one(docs, "DaemonSet")["spec"]["template"]["spec"].get("affinity", {})
+    required = affinity.get("nodeAffinity", {}).get("requiredDuringSchedulingIgnoredDuringExecution")
+    return [t["matchExpressions"] for t in required["nodeSelectorTerms"]] if required else []
+
+
 def container(docs):
     return one(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]
 
@@ -130,11 +137,24 @@ class DefaultRender(unittest.TestCase):
         self.assertNotIn("ports", c)
         pod = ds["spec"]["template"]["spec"]
         keys = {t["key"] for t in pod["tolerations"]}
-        self.assertTrue({"nvidia.com/gpu", "aws.amazon.com/neuron"} <= keys)
-        term = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        self.assertEqual(term["nodeSelectorTerms"][0]["matchExpressions"][0],
-                         {"key": "efa.networking.k8s.aws/device-plugin",
-                          "operator": "DoesNotExist"})
+        self.assertTrue({"nvidia.com/gpu", "aws.amazon.com/neuron", "CriticalAddonsOnly"} <= keys)
+        # EFA instance types or the opt-in label; never Auto Mode nodes or device-plugin nodes.
+        terms = node_terms(self.docs)
+        self.assertEqual(len(terms), 2)
+        for term in terms:
+            self.assertIn({"key": "eks.amazonaws.com/compute-type", "operator": "NotIn",
+                           "values": ["auto"]}, term)
+            self.assertIn({"key": "efa.networking.k8s.aws/device-plugin",
+                           "operator": "DoesNotExist"}, term)
+        instance_types = next(e for e in terms[0] if e["key"] == "node.kubernetes.io/instance-type")
+        self.assertEqual(instance_types["operator"], "In")
+        for efa_type in ["p4d.24xlarge", "p4de.24xlarge", "p5.48xlarge", "p5e.48xlarge",
+                         "p5en.48xlarge", "p6-b200.48xlarge", "p6-b300.48xlarge",
+                         "p6e-gb200.36xlarge", "trn1.32xlarge", "trn1n.32xlarge", "trn2.48xlarge",
+                         "trn2u.48xlarge", "hpc7a.96xlarge", "hpc6a.48xlarge", "inf1.24xlarge"]:
+            self.assertIn(efa_type, instance_types["values"])
+        self.assertIn({"key": "efa.networking.k8s.aws/efa-dra-driver", "operator": "Exists"},
+                      terms[1])
         self.assertTrue(pod["hostNetwork"])
         self.assertEqual(pod["dnsPolicy"], "ClusterFirstWithHostNet")
         labels = ds["spec"]["template"]["metadata"]["labels"]
@@ -149,7 +169,8 @@ class DefaultRender(unittest.TestCase):
         rules = one(self.docs, "ClusterRole")["rules"]
         self.assertEqual(
             sorted((r["apiGroups"][0], r["resources"][0], tuple(sorted(r["verbs"]))) for r in rules),
-            [("", "nodes", ("get",)),
+            [("", "events", ("create",)),
+             ("", "nodes", ("get",)),
              ("resource.k8s.io", "resourceclaims", ("get",)),
              ("resource.k8s.io", "resourceslices",
               ("create", "delete", "get", "list", "update", "watch"))])
@@ -259,9 +280,11 @@ class Options(unittest.TestCase):
                          "--set", "logging.verbosity=4", "--set", "resync=5m",
                          "--set", "extraArgs[0]=--kubeconfig=/etc/kube/config",
                          "--set", "image.tag=1.2.3", "--set", "kubeletDir=/data/kubelet",
-                         "--set", "cdiRoot=/etc/cdi")
+                         "--set", "cdiRoot=/etc/cdi", "--set", "numaNodeList=true")
         e = env(docs)
         self.assertEqual(e["EFA_DRA_TAINT_UNHEALTHY"], "true")
+        self.assertEqual(e["EFA_DRA_NUMA_NODE_LIST"], "true")
+        self.assertEqual(env(render()[0])["EFA_DRA_NUMA_NODE_LIST"], "false")
         self.assertEqual(e["EFA_DRA_LOG_FORMAT"], "json")
         self.assertEqual(e["EFA_DRA_V"], "4")
         self.assertEqual(e["EFA_DRA_RESYNC"], "5m")
@@ -286,20 +309,57 @@ class Options(unittest.TestCase):
 
     def test_scheduling_values(self):
         docs, _ = render("--set", "excludeNodesWithLabel=", "--set", "hostNetwork=false",
+                         "--set", "supportedInstanceLabels.values=null",
+                         "--set", "excludeAutoModeNodes=false",
                          "--set", "nodeSelector.node\\.kubernetes\\.io/instance-type=p5.48xlarge")
         pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
         self.assertNotIn("affinity", pod)
         self.assertFalse(pod["hostNetwork"])
         self.assertNotIn("dnsPolicy", pod)
         self.assertEqual(pod["nodeSelector"], {"node.kubernetes.io/instance-type": "p5.48xlarge"})
+        # Every node, but still never an Auto Mode node.
+        docs, _ = render("--set", "supportedInstanceLabels.values=null")
+        self.assertEqual(len(node_terms(docs)), 1)
+        self.assertIn("eks.amazonaws.com/compute-type", [e["key"] for e in node_terms(docs)[0]])
+
+    def test_user_node_affinity_is_anded_with_the_chart_rules(self):
+        # Before, a user's nodeAffinity rendered a second nodeAffinity key and the YAML parser
+        # kept only one of them: the device-plugin exclusion was lost.
+        docs, text = render(
+            "--set", "supportedInstanceLabels.values={p5.48xlarge}",
+            "--set", "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].key=zone",
+            "--set", "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].operator=Exists",
+            "--set", "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[1].matchExpressions[0].key=rack",
+            "--set", "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[1].matchExpressions[0].operator=Exists",
+            "--set", "affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight=1",
+            "--set", "affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].preference.matchExpressions[0].key=fast",
+            "--set", "affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].preference.matchExpressions[0].operator=Exists",
+            "--set", "affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].weight=1",
+            "--set", "affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution[0].podAffinityTerm.topologyKey=kubernetes.io/hostname")
+        self.assertEqual(text.count("nodeAffinity:"), 1)
+        terms = node_terms(docs)
+        # (instance type | opt-in label) x (zone | rack), each with both exclusions.
+        self.assertEqual(len(terms), 4)
+        for term in terms:
+            keys = [e["key"] for e in term]
+            self.assertIn("efa.networking.k8s.aws/device-plugin", keys)
+            self.assertIn("eks.amazonaws.com/compute-type", keys)
+            self.assertTrue("zone" in keys or "rack" in keys)
+        affinity = one(docs, "DaemonSet")["spec"]["template"]["spec"]["affinity"]
+        self.assertEqual(affinity["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"], 1)
+        self.assertIn("podAntiAffinity", affinity)
 
     def test_extra_tolerations_are_appended(self):
-        docs, _ = render("--set", "extraTolerations[0].key=dedicated",
+        docs, _ = render("--set", "tolerations[0].key=team", "--set", "tolerations[0].operator=Exists",
+                         "--set", "extraTolerations[0].key=dedicated",
                          "--set", "extraTolerations[0].operator=Exists")
         keys = [t["key"] for t in one(docs, "DaemonSet")["spec"]["template"]["spec"]["tolerations"]]
         self.assertEqual(keys, ["nvidia.com/gpu", "aws.amazon.com/neuron", "vpc.amazonaws.com/efa",
-                                "dedicated"])
+                                "CriticalAddonsOnly", "team", "dedicated"])
+        # The aws-dranet chart's `tolerations: []` keeps the defaults.
         docs, _ = render("--set", "tolerations=null")
+        self.assertEqual(len(one(docs, "DaemonSet")["spec"]["template"]["spec"]["tolerations"]), 4)
+        docs, _ = render("--set", "defaultTolerations=null")
         pod = one(docs, "DaemonSet")["spec"]["template"]["spec"]
         self.assertNotIn("tolerations", pod)
 
@@ -341,6 +401,52 @@ class Options(unittest.TestCase):
     def test_full_name_override(self):
         docs, _ = render("--set", "fullnameOverride=efa-driver")
         self.assertEqual(one(docs, "DaemonSet")["metadata"]["name"], "efa-driver")
+
+
+AWS_DRANET_VALUES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "aws-dranet-values.yaml")
+
+
+class AwsDranetValues(unittest.TestCase):
+    """A values file written for the aws-dranet chart installs and does what it means."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.docs, cls.text = render("-f", AWS_DRANET_VALUES)
+
+    def test_every_key_takes_effect(self):
+        ds = one(self.docs, "DaemonSet")
+        pod = ds["spec"]["template"]["spec"]
+        c = container(self.docs)
+        self.assertEqual(c["readinessProbe"]["httpGet"]["port"], 9177)  # healthPort
+        self.assertEqual(env(self.docs)["EFA_DRA_HTTP_ADDRESS"], ":9177")
+        self.assertEqual(env(self.docs)["EFA_DRA_V"], "4")  # verbosity
+        self.assertEqual(ds["spec"]["template"]["metadata"]["labels"]["team"], "ml")  # podLabels
+        self.assertEqual(ds["spec"]["template"]["metadata"]["annotations"], {"owner": "platform"})
+        self.assertEqual(ds["spec"]["updateStrategy"],
+                         {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}})
+        self.assertEqual(c["securityContext"]["runAsGroup"], 0)  # securityContext as given
+        self.assertFalse(c["securityContext"]["privileged"])
+        self.assertEqual(c["resources"]["limits"]["memory"], "256Mi")
+        # tolerations: [] keeps the EFA/GPU/Neuron/CriticalAddonsOnly tolerations.
+        self.assertEqual(len(pod["tolerations"]), 4)
+        instance_types = next(e for e in node_terms(self.docs)[0]
+                              if e["key"] == "node.kubernetes.io/instance-type")
+        self.assertEqual(instance_types["values"], ["p4d.24xlarge", "p5.48xlarge", "trn2.48xlarge"])
+        self.assertEqual(one(self.docs, "DeviceClass")["metadata"]["name"], "efa.networking.k8s.aws")
+        self.assertEqual(pod["priorityClassName"], "system-node-critical")
+
+    def test_dranets_image_fails_with_a_clear_message(self):
+        for repository in ["602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/dranet",
+                           "registry.example.com/mirror/dranet"]:
+            with self.subTest(repository=repository):
+                result = render("-f", AWS_DRANET_VALUES, "--set", "image.repository=" + repository,
+                                expect_ok=False)
+                self.assertNotEqual(result.returncode, 0)
+                self.assertIn("is DRANET's image, not efa-dra-driver's", result.stderr)
+        render("--set", "image.repository=123456789012.dkr.ecr.us-east-1.amazonaws.com/efa-dra-driver")
+
+    def test_umbrella_and_gitops_keys_are_accepted(self):
+        render("--set", "global.imageRegistry=example.com", "--set", "enabled=true")
 
 
 class Schema(unittest.TestCase):
