@@ -305,6 +305,11 @@ int Run(RunFlags flags) {
   publisher_options.resync = *resync;
   publisher_options.taint_unhealthy = flags.taint_unhealthy;
   publisher_options.numa_node_list = flags.numa_node_list;
+  publisher_options.other_driver_registered = [&flags] {
+    return !kubelet::ForeignRegistrations(flags.registrar_dir, flags.driver_name,
+                                          flags.plugin_dir, /*own_socket=*/"")
+                .empty();
+  };
   // The DeviceWatcher already debounces kernel bursts; a second delay would only add latency.
   publisher_options.debounce = std::chrono::milliseconds(0);
   slices::Publisher publisher(

@@ -360,24 +360,39 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
     // Another program's slices of this pool (DRANET, or another copy of a dra.net driver) are
     // neither adopted nor deleted: two writers of one pool would hand out the same devices.
     std::vector<std::string> foreign;
+    std::set<std::string> foreign_names;
     for (const auto& slice : existing) {
       if (auto writers = ForeignManagers(slice)) {
         foreign.push_back(fmt::format("{} (by {})", NameOf(slice), *writers));
+        foreign_names.insert(NameOf(slice));
       }
     }
+    const bool unclaimed = !foreign.empty() && options_.other_driver_registered &&
+                           !options_.other_driver_registered();
+    if (!unclaimed) foreign_unclaimed_since_.reset();
+    if (unclaimed && !foreign_unclaimed_since_) foreign_unclaimed_since_ = Clock::now();
+    const bool leftovers =
+        unclaimed && Clock::now() - *foreign_unclaimed_since_ >= options_.leftover_grace;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      state_.foreign_slices = foreign;
+      state_.foreign_slices = leftovers ? std::vector<std::string>{} : foreign;
     }
-    if (!foreign.empty()) {
+    if (leftovers) {
+      // Their writer has been gone from the kubelet long enough: they are deleted below with
+      // the obsolete slices, and the pool is ours.
+      spdlog::warn("resource slices: deleting {}, left by a driver no longer registered on this "
+                   "node", fmt::join(foreign, ", "));
+      foreign_unclaimed_since_.reset();
+    } else if (!foreign.empty()) {
       return FailedPreconditionError(fmt::format(
           "ResourceSlices of driver {} on node {} were written by another program: {}; "
           "publishing nothing and leaving them alone until that program is gone from the node",
           options_.driver_name, options_.node_name, fmt::join(foreign, ", ")));
     }
 
-    // Partition: slices of another pool (cannot normally exist for a node-local driver) and
-    // older generations are obsolete; the highest generation's slices are current.
+    // Partition: slices of another pool (cannot normally exist for a node-local driver), older
+    // generations and leftovers of another program are obsolete; the highest generation's
+    // slices are current.
     std::vector<json> obsolete;
     std::vector<json> current;
     int64_t max_generation = -1;
@@ -387,7 +402,8 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
       }
     }
     for (auto& slice : existing) {
-      if (PoolName(slice) != options_.node_name || PoolGeneration(slice) < max_generation) {
+      if (PoolName(slice) != options_.node_name || PoolGeneration(slice) < max_generation ||
+          foreign_names.count(NameOf(slice)) > 0) {
         obsolete.push_back(std::move(slice));
       } else {
         current.push_back(std::move(slice));

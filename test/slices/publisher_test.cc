@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -292,6 +293,38 @@ TEST_F(PublisherTest, AnotherProgramsSlicesAreLeftAloneAndBlockPublishing) {
   EXPECT_TRUE(publisher.State().foreign_slices.empty());
   EXPECT_EQ(server_.ResourceSlices()[0]["metadata"]["managedFields"][0]["manager"],
             kFieldManager);
+}
+
+// DRANET removed from the node leaves its slices behind, and the kubelet no longer wipes them
+// once our driver is registered under the same name: with no other driver registered for
+// leftover_grace they are deleted and the pool is published; while one is, they stay.
+TEST_F(PublisherTest, SlicesLeftByADriverThatIsGoneAreReplacedAfterTheGrace) {
+  kube::ClientConfig config;
+  config.server = server_.url();
+  config.user_agent = "dranet/v1.2.0";
+  auto dranet = kube::Client::Create(config, kube::RetryPolicy{});
+  ASSERT_TRUE(dranet.ok());
+  SliceOptions slice_options;
+  slice_options.node_name = kNode;
+  json theirs = DesiredSlices(testing::P4dInventory(), slice_options)[0];
+  theirs["metadata"] = {{"name", std::string(kNode) + "-dra.net-x7k2p"}};
+  theirs["spec"]["pool"]["generation"] = 7;
+  ASSERT_TRUE((*dranet)->Create("/apis/resource.k8s.io/v1/resourceslices", theirs).ok());
+
+  std::atomic<bool> registered{true};
+  FakeNode node(testing::P4dInventory());
+  PublisherOptions options = Options();
+  options.other_driver_registered = [&registered] { return registered.load(); };
+  options.leftover_grace = milliseconds(300);
+  Publisher& publisher = StartPublisher(node, options);
+  ASSERT_TRUE(WaitFor([&] { return publisher.State().syncs >= 5; }));
+  EXPECT_EQ(publisher.State().writes, 0u);  // DRANET still registered: hands off
+  ASSERT_EQ(server_.ResourceSlices().size(), 1u);
+
+  registered = false;
+  EXPECT_TRUE(WaitFor([&] { return Converged(testing::P4dInventory()); }));
+  EXPECT_TRUE(publisher.State().foreign_slices.empty());
+  EXPECT_GT(server_.ResourceSlices()[0]["spec"]["pool"]["generation"].get<int64_t>(), 7);
 }
 
 TEST_F(PublisherTest, ExternalDeleteIsRepairedWithinASecond) {

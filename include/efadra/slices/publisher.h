@@ -62,6 +62,14 @@ struct PublisherOptions {
   std::chrono::milliseconds debounce{std::chrono::milliseconds(100)};
   std::chrono::milliseconds initial_backoff{std::chrono::milliseconds(100)};
   std::chrono::milliseconds max_backoff{std::chrono::seconds(10)};
+  // Slices of our pool that another program wrote are left alone while that program may still
+  // run. When `other_driver_registered` says no other driver of our name is registered with the
+  // kubelet (it left the node: DRANET removed during a migration), and that stays so for
+  // `leftover_grace`, they are leftovers and are deleted, so the pool can be published. The
+  // kubelet itself wipes them only while no driver of the name is registered, which is never
+  // the case once this one runs. Null: never delete them.
+  std::function<bool()> other_driver_registered;
+  std::chrono::milliseconds leftover_grace{std::chrono::seconds(60)};
 };
 
 // Returns the node's current inventory (discovery). Called on the publisher's sync thread.
@@ -139,6 +147,8 @@ class Publisher {
   std::atomic<bool> stop_flag_{false};
   bool dirty_ = false;  // a sync is wanted at/after retry_at_
   std::chrono::steady_clock::time_point retry_at_;
+  // Since when foreign slices are there with no other driver registered (sync thread only).
+  std::optional<std::chrono::steady_clock::time_point> foreign_unclaimed_since_;
   std::optional<std::chrono::steady_clock::time_point> rescan_at_;  // debounced kernel event
   std::optional<discovery::Inventory> inventory_;                   // last successful scan
   nlohmann::json last_synced_devices_;  // devices of the last successful sync

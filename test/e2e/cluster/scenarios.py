@@ -468,6 +468,21 @@ def start_accel_double(driver, *args):
     wait_for(f"{driver} slices", published, 60)
 
 
+def stop_accel_double(driver):
+    pid_file = f"{WORK}/pids/accel-{driver}"
+    with open(pid_file) as f:
+        pid = int(f.read())
+    os.kill(pid, signal.SIGTERM)
+
+    def exited():
+        try:  # our child: reap it, or it lingers as a zombie
+            return os.waitpid(pid, os.WNOHANG)[0] == pid
+        except ChildProcessError:  # started by an earlier run
+            return not os.path.exists(f"/proc/{pid}")
+    wait_for(f"the {driver} double to exit", exited, 30)
+    os.remove(pid_file)
+
+
 def accel_devices(driver):
     slices = kjson("get", "resourceslices", "--field-selector", f"spec.driver={driver}")["items"]
     return {d["name"]: d for s in slices for d in s["spec"].get("devices", [])}
@@ -889,18 +904,106 @@ def admission_policy():
         r = as_driver("delete", "resourceslice", slice_for(other, "")["metadata"]["name"])
         check(r.returncode != 0, f"the driver deleted node {other}'s slice")
         results.append(f"delete {other}/{DRIVER}: denied")
-        # The slice of its own node that this test wrote is not one the driver published: the
-        # running driver removes it, with its own token, which the policy allows.
-        wait_for("the driver to remove the stray slice of its node",
-                 lambda: any(w.startswith(f"delete {own} by {DRIVER_SA} -> 200")
-                             for w in audit.slice_writes(users=(DRIVER_SA,))), 60)
-        results.append(f"delete {NODE}/{DRIVER} by the running driver: allowed")
+        # The own-node slice this test wrote is not the driver's: another program now writes the
+        # driver's pool, so the driver refuses prepares, fails /readyz and says so on the Node.
+        wait_for("the driver to report the foreign slice", lambda: foreign_slice_reported(own), 60)
+        results.append(f"own-node slice of another writer: driver NotReady with an Event")
+        r = as_driver("delete", "resourceslice", own)
+        check(r.returncode == 0, f"the driver's token could not delete its own node's slice: {r.stderr}")
+        results.append(f"delete {NODE}/{DRIVER}: allowed")
+        wait_driver_ready(90)
     finally:
         kubectl("delete", "resourceslice", "--ignore-not-found",
                 *[slice_for(n, "", d)["metadata"]["name"] for n, d in
                   ((other, DRIVER), (NODE, "gpu.nvidia.com"), (NODE, DRIVER))], check_rc=False)
         kubectl("delete", "node", other, "--ignore-not-found", check_rc=False)
     return "; ".join(results)
+
+
+def driver_not_ready_because(text):
+    """The driver pod is not Ready and its /readyz (through the kubelet's probe events) or its
+    log names `text`."""
+    pods = [p for p in driver_pods() if p["spec"].get("nodeName") == NODE]
+    if not pods:
+        return False
+    conditions = {c["type"]: c["status"] for c in pods[0]["status"].get("conditions", [])}
+    if conditions.get("Ready") != "False":
+        return False
+    log = kubectl("logs", "-n", NAMESPACE, pods[0]["metadata"]["name"], "--tail=200",
+                  check_rc=False).stdout
+    return text in log
+
+
+def node_events(reason):
+    events = kjson("get", "events", "-n", "default", "--field-selector",
+                   f"involvedObject.kind=Node,involvedObject.name={NODE},reason={reason}")["items"]
+    return [e["message"] for e in events]
+
+
+def foreign_slice_reported(name):
+    return (driver_not_ready_because(name) and
+            any(name in message for message in node_events("ConflictingEfaDriver")))
+
+
+@scenario("second-dra-net-driver-on-the-node")
+def second_dra_net_driver():
+    """DRANET and this driver on one node (a migration done out of order): the double registers
+    as dra.net-reg.sock and publishes the node's EFAs under dra.net. The driver refuses prepares,
+    fails /readyz and posts an Event, and never touches the other driver's slices; once that
+    driver is gone and stays gone, its leftover slices are replaced by ours."""
+    ours_before = {s["metadata"]["name"] for s in our_slices() if manager_is_ours(s)}
+    audit = AuditWindow()
+    start_accel_double(DRIVER, "--sysfs-root", f"{node_tree()}/sys")
+    try:
+        wait_for("the driver to report the second dra.net driver", lambda: driver_not_ready_because(
+            "another program is registered with the kubelet as DRA driver dra.net"), 90)
+        events = node_events("ConflictingEfaDriver")
+        check(any("dra.net-reg.sock" in m for m in events), f"no Event names the registration: {events}")
+        theirs = [s["metadata"]["name"] for s in our_slices() if not manager_is_ours(s)]
+        check(theirs, "the second driver's slices are not there")
+        writes = [w for w in audit.slice_writes(users=(DRIVER_SA,))]
+        check(not writes, f"the driver wrote slices while another dra.net driver ran: {writes}")
+        ours_now = {s["metadata"]["name"] for s in our_slices() if manager_is_ours(s)}
+        check(ours_now == ours_before, f"our slices changed: {ours_before} -> {ours_now}")
+    finally:
+        stop_accel_double(DRIVER)
+    started = time.time()
+    wait_driver_ready(240)
+    wait_for("only our slices", lambda: our_slices() and all(manager_is_ours(s) for s in our_slices()), 60)
+    check(set(published_devices()) == set(hardware()), "the pool does not list the node's EFAs")
+    return (f"NotReady with 'another program is registered ... dra.net' and an Event on the Node; "
+            f"{len(theirs)} foreign slice(s) left alone, 0 writes; after it left, Ready again in "
+            f"{time.time() - started:.0f}s with the leftovers replaced")
+
+
+def manager_is_ours(slice_object):
+    return any(m.get("manager") == "efa-dra-driver" for m in slice_object["metadata"].get("managedFields", []))
+
+
+@scenario("aws-dranet-values-file")
+def aws_dranet_values_file():
+    """The chart installed with a values file written for aws-dranet (test/chart), as a user
+    migrating keeps it: healthPort moves the probes (the real kubelet probes 9177), verbosity,
+    podLabels and the full updateStrategy take effect, filter is ignored with a warning."""
+    values = f"{REPO}/test/chart/aws-dranet-values.yaml"
+    out = helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "-f", f"{WORK}/values-e2e.yaml",
+               "-f", values, "--wait", "--timeout", "180s").stdout
+    try:
+        pod_obj = wait_driver_ready(180)
+        check(pod_obj["metadata"]["labels"].get("team") == "ml", "podLabels not applied")
+        probe = pod_obj["spec"]["containers"][0]["readinessProbe"]["httpGet"]["port"]
+        check(probe == 9177, f"readiness probe on {probe}, not healthPort 9177")
+        strategy = kjson("get", "ds", "-n", NAMESPACE, RELEASE)["spec"]["updateStrategy"]
+        check(strategy == {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0}},
+              f"updateStrategy {strategy}")
+        notes = helm("get", "notes", RELEASE, "-n", NAMESPACE).stdout
+        check("WARNING: filter is ignored" in notes, f"no filter warning in the notes:\n{notes}")
+        return (f"helm upgrade -f aws-dranet values: Ready on probe port 9177 (real kubelet), "
+                f"podLabels, updateStrategy {strategy['rollingUpdate']}, filter warning in NOTES")
+    finally:
+        helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "-f", f"{WORK}/values-e2e.yaml",
+             "--wait", "--timeout", "180s")
+        wait_driver_ready(180)
 
 
 @scenario("helm-uninstall-leaves-nothing")
@@ -926,6 +1029,7 @@ ORDER = [
     "resilience-kill-9-driver", "resilience-delete-driver-pod", "resilience-kubelet-restart",
     "resilience-containerd-restart", "resilience-helm-upgrade-surge",
     "chart-lint-and-server-dry-run", "admission-policy-by-behaviour",
+    "second-dra-net-driver-on-the-node", "aws-dranet-values-file",
     "example-neuron-aligned", "helm-uninstall-leaves-nothing",
 ]
 SCENARIOS.sort(key=lambda entry: ORDER.index(entry[0]))

@@ -8,7 +8,10 @@
 //     pciBusID attributes NVIDIA's driver publishes;
 //   - neuron.aws.com: one device per Neuron id of a CDM table (data/neuron/<family>.json),
 //     named neuron-<id>, with devicegroup{1,4,8,16}_id computed as CDM does, independently of
-//     the EFA driver's C++ implementation, so the pairing test is also a cross-check.
+//     the EFA driver's C++ implementation, so the pairing test is also a cross-check;
+//   - dra.net: the EFAs of the tree, named and attributed as DRANET names them, registered as
+//     dra.net-reg.sock: a second dra.net driver on the node, as when DRANET and this driver
+//     meet during a migration (the guard scenario).
 //
 // It registers with the real kubelet through k8s.io/dynamic-resource-allocation/kubeletplugin
 // and prepares each claim with a CDI spec whose only edit is one environment variable per
@@ -80,8 +83,10 @@ func run(o options) error {
 		devices, err = gpuDevices(o.sysfsRoot)
 	case "neuron.aws.com":
 		devices, err = neuronDevices(o.neuronTable)
+	case "dra.net":
+		devices, err = efaDevices(o.sysfsRoot)
 	default:
-		err = fmt.Errorf("--driver %q: want gpu.nvidia.com or neuron.aws.com", o.driver)
+		err = fmt.Errorf("--driver %q: want gpu.nvidia.com, neuron.aws.com or dra.net", o.driver)
 	}
 	if err != nil {
 		return err
@@ -171,6 +176,39 @@ func gpuDevices(root string) ([]resourceapi.Device, error) {
 	}
 	if len(devices) == 0 {
 		return nil, fmt.Errorf("no NVIDIA GPU functions under %s", dir)
+	}
+	return devices, nil
+}
+
+// efaDevices lists the EFA functions (vendor 0x1d0f, device 0xefa*) as DRANET publishes them.
+func efaDevices(root string) ([]resourceapi.Device, error) {
+	if root == "" {
+		return nil, errors.New("--sysfs-root is required for dra.net")
+	}
+	dir := filepath.Join(root, "bus", "pci", "devices")
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var devices []resourceapi.Device
+	for _, entry := range entries {
+		vendor, _ := os.ReadFile(filepath.Join(dir, entry.Name(), "vendor"))
+		device, _ := os.ReadFile(filepath.Join(dir, entry.Name(), "device"))
+		if strings.TrimSpace(string(vendor)) != "0x1d0f" || !strings.HasPrefix(string(device), "0xefa") {
+			continue
+		}
+		address := entry.Name()
+		devices = append(devices, resourceapi.Device{
+			Name: "pci-" + strings.NewReplacer(":", "-", ".", "-").Replace(address),
+			Attributes: map[resourceapi.QualifiedName]resourceapi.DeviceAttribute{
+				"dra.net/pciAddress": {StringValue: ptr.To(address)},
+				"dra.net/pciDevice":  {StringValue: ptr.To("Elastic Fabric Adapter (EFA)")},
+				"dra.net/rdma":       {BoolValue: ptr.To(true)},
+			},
+		})
+	}
+	if len(devices) == 0 {
+		return nil, fmt.Errorf("no EFA functions under %s", dir)
 	}
 	return devices, nil
 }
