@@ -158,6 +158,10 @@ class ClaimPreparer::Impl {
     auto results = OurAllocationResults(*claim, Describe(ref), options_.driver_name,
                                         options_.node_name);
     if (!results.ok()) return {results.status().WithContext("prepare"), {}};
+    if (Status config = CheckOpaqueConfig(*claim, Describe(ref), options_.driver_name, *results);
+        !config.ok()) {
+      return {config.WithContext("prepare"), {}};
+    }
 
     ClaimLock claim_lock(*this, ref.uid);
     if (auto done = PreparedAnswer(ref)) return *std::move(done);  // a concurrent call won

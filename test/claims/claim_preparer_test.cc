@@ -121,6 +121,61 @@ TEST_F(ClaimPreparerTest, PreparesTheEfasOfOneRoot) {
   EXPECT_EQ(problems, "");
 }
 
+// Opaque configuration for our driver is refused per claim, naming the entry and its fields
+// (DRANET's interface/routes/ethtool settings, for example); empty parameters, another
+// driver's config and config for other requests pass.
+TEST_F(ClaimPreparerTest, OpaqueConfigForOurDriverIsAPerClaimError) {
+  const auto devices = DevicesOfRoot("pci0000:44");
+  struct Case {
+    std::string name;
+    nlohmann::json config;
+    std::string error;  // "" = prepares
+  } cases[] = {
+      {"dranet settings",
+       nlohmann::json::parse(R"([{"source": "FromClaim", "requests": ["efa"],
+         "opaque": {"driver": "dra.net", "parameters": {"interface": {"mtu": 9001},
+                                                         "routes": []}}}])"),
+       "status.allocation.devices.config[0] (FromClaim, requests efa) gives driver dra.net "
+       "parameters (interface, routes)"},
+      {"every request, from the class",
+       nlohmann::json::parse(R"([{"source": "FromClass",
+         "opaque": {"driver": "dra.net", "parameters": {"ethtool": {}}}}])"),
+       "config[0] (FromClass, every request) gives driver dra.net parameters (ethtool)"},
+      {"empty parameters",
+       nlohmann::json::parse(R"([{"source": "FromClaim",
+         "opaque": {"driver": "dra.net", "parameters": {}}}])"),
+       ""},
+      {"another driver",
+       nlohmann::json::parse(R"([{"source": "FromClaim",
+         "opaque": {"driver": "gpu.nvidia.com", "parameters": {"sharing": {}}}}])"),
+       ""},
+      {"another request",
+       nlohmann::json::parse(R"([{"source": "FromClaim", "requests": ["gpu"],
+         "opaque": {"driver": "dra.net", "parameters": {"interface": {}}}}])"),
+       ""},
+  };
+  int n = 0;
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const std::string uid = "22222222-0000-0000-0000-00000000000" + std::to_string(n);
+    const std::string name = "config-" + std::to_string(n++);
+    auto claim = testing::AllocatedClaim("train", name, uid, {{"efa", devices[0]}});
+    claim["status"]["allocation"]["devices"]["config"] = c.config;
+    server_.PutResourceClaim(claim);
+    PrepareResult result = PrepareOne({"train", name, uid});
+    if (c.error.empty()) {
+      EXPECT_TRUE(result.status.ok()) << result.status.ToString();
+      EXPECT_TRUE(preparer_->Unprepare({{"train", name, uid}})[uid].ok());
+    } else {
+      EXPECT_EQ(result.status.code(), StatusCode::kInvalidArgument);
+      EXPECT_NE(result.status.message().find("claim train/" + name), std::string::npos)
+          << result.status.message();
+      EXPECT_NE(result.status.message().find(c.error), std::string::npos) << result.status.message();
+      EXPECT_FALSE(std::filesystem::exists(SpecPath(uid)));
+    }
+  }
+}
+
 TEST_F(ClaimPreparerTest, ARepeatAnswersTheSameWithoutWritesOrApiCalls) {
   ClaimRef ref = PutClaim("w", "22222222-0000-0000-0000-000000000002",
                           {{"efa", DevicesOfRoot("pci0000:55")[0]}});

@@ -1,4 +1,4 @@
-// Fuzzes claims::OurAllocationResults: the ResourceClaim JSON comes from the API server, and a
+// Fuzzes claims::OurAllocationResults and CheckOpaqueConfig: the ResourceClaim JSON comes from the API server, and a
 // wrong type anywhere (a number where a string belongs, results that are an object) must give a
 // Status, never an exception or a crash. Inputs that are not JSON are skipped: the client parses
 // without exceptions and rejects them before this point.
@@ -29,6 +29,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       const std::string base = efadra::claims::BaseRequestName(r.request);
       if (base.find('/') != std::string::npos) std::abort();
     }
+    // The opaque config of the same claim, whatever its shape, gives a Status too.
+    const efadra::Status config = efadra::claims::CheckOpaqueConfig(claim, what, "dra.net", *results);
+    if (!config.ok() && config.message().rfind(what, 0) != 0) std::abort();
   } else if (results.status().message().rfind(what, 0) != 0) {
     std::abort();  // `what` starts every message
   }
