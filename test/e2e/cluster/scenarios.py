@@ -1006,6 +1006,107 @@ def aws_dranet_values_file():
         wait_driver_ready(180)
 
 
+class DeviceClassWatch:
+    """Polls the DeviceClass every 200 ms from start() to stop(); `missing` counts the polls
+    that did not find it, so a migration step that deletes it even for a moment shows."""
+
+    def __init__(self, name):
+        self.name, self.polls, self.missing, self.stopping = name, 0, 0, False
+        self.thread = __import__("threading").Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stopping:
+            found = kubectl("get", "deviceclass", self.name, check_rc=False).returncode == 0
+            self.polls += 1
+            self.missing += 0 if found else 1
+            time.sleep(0.2)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stopping = True
+        self.thread.join()
+
+
+def build_dranet_standin_image():
+    """scratch + the accel-driver binary (static), imported into the node's containerd."""
+    root = tempfile.mkdtemp(prefix="dranet-standin-")
+    run(["cp", f"{BIN}/accel-driver", f"{root}/accel-driver"])
+    archive = run(["bash", "-c", f"tar -C {root} -c . | podman import - localhost/efa-e2e/dranet-standin:1 "
+                   f"> /dev/null && podman save --format docker-archive localhost/efa-e2e/dranet-standin:1 2>/dev/null | "
+                   f"{BIN}/ctr --address {WORK}/containerd/containerd.sock -n k8s.io images import - > /dev/null"])
+    return archive
+
+
+@scenario("migration-from-aws-dranet")
+def migration_from_aws_dranet():
+    """docs/migration.md, step by step, against a stand-in for the aws-dranet release (its
+    DeviceClass, and a DaemonSet of pods registering as dra.net). The DeviceClass is polled the
+    whole time and must never be missing; no node runs both drivers; a claim works after."""
+    standin = f"{HERE}/manifests/dranet-standin"
+    label = "efa.networking.k8s.aws/driver"
+    node_label = label.replace(".", "\\.")
+    # Start where users are: aws-dranet serving the node, no efa-dra-driver.
+    helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "120s")
+    wait_for("our slices gone", lambda: not [s for s in our_slices() if manager_is_ours(s)], 120)
+    build_dranet_standin_image()
+    tree = node_tree()
+    helm("install", "aws-dranet", standin, "-n", NAMESPACE, "--wait", "--timeout", "120s",
+         "--set", f"kubeletDir={WORK}/kubelet", "--set", f"cdiDir={WORK}/cdi", "--set", f"sysfsRoot={tree}/sys")
+    wait_for("the stand-in's slices", lambda: our_slices() and not any(manager_is_ours(s) for s in our_slices()), 90)
+    steps = []
+    with DeviceClassWatch("efa.networking.k8s.aws") as watch:
+        # 1. Both charts honour one node label: every EFA node starts on DRANET's side.
+        kubectl("label", "node", NODE, "--overwrite", f"{label}=dranet")
+        helm("upgrade", "aws-dranet", standin, "-n", NAMESPACE, "--reuse-values", "--wait",
+             "--timeout", "120s", "--set", f"nodeSelector.{node_label}=dranet")
+        steps.append("1 nodes labelled driver=dranet, aws-dranet pinned to them")
+        # 2. The DeviceClass changes hands without being deleted: keep it through aws-dranet's
+        #    upgrade without it (Helm checks the live object's resource-policy), then let our
+        #    release adopt it.
+        kubectl("annotate", "deviceclass", "efa.networking.k8s.aws", "helm.sh/resource-policy=keep")
+        helm("upgrade", "aws-dranet", standin, "-n", NAMESPACE, "--reuse-values", "--wait",
+             "--set", "deviceClass.create=false")
+        kubectl("annotate", "deviceclass", "efa.networking.k8s.aws", "--overwrite",
+                f"meta.helm.sh/release-name={RELEASE}", f"meta.helm.sh/release-namespace={NAMESPACE}")
+        helm("install", RELEASE, CHART, "-n", NAMESPACE, "-f", f"{WORK}/values-e2e.yaml",
+             "--set", f"nodeSelector.{node_label}=efa-dra-driver", "--wait", "--timeout", "180s")
+        kubectl("annotate", "deviceclass", "efa.networking.k8s.aws", "helm.sh/resource-policy-")
+        owner = kjson("get", "deviceclass", "efa.networking.k8s.aws")["metadata"]["annotations"]
+        check(owner.get("meta.helm.sh/release-name") == RELEASE, f"DeviceClass not adopted: {owner}")
+        steps.append("2 DeviceClass kept through aws-dranet's upgrade and adopted by efa-dra-driver")
+        check(not [p for p in driver_pods() if p["spec"].get("nodeName") == NODE],
+              "efa-dra-driver runs on a node still labelled for DRANET")
+        # 3. Node by node: flip the label. DRANET's pod leaves, ours comes; its leftover slices
+        #    are replaced once it has been gone for the grace period.
+        kubectl("label", "node", NODE, "--overwrite", f"{label}=efa-dra-driver")
+        started = time.time()
+        wait_driver_ready(240)
+        wait_for("DRANET's pod gone", lambda: not kjson("get", "pods", "-n", NAMESPACE, "-l", "app=aws-dranet")["items"], 60)
+        wait_for("only our slices", lambda: our_slices() and all(manager_is_ours(s) for s in our_slices()), 120)
+        steps.append(f"3 node flipped: efa-dra-driver Ready and publishing after {time.time() - started:.0f}s")
+        # 4. aws-dranet goes; the DeviceClass stays (it is ours now).
+        helm("uninstall", "aws-dranet", "-n", NAMESPACE, "--wait", "--timeout", "120s")
+        kubectl("get", "deviceclass", "efa.networking.k8s.aws")
+        steps.append("4 helm uninstall aws-dranet")
+    check(watch.missing == 0, f"the DeviceClass was missing in {watch.missing} of {watch.polls} polls")
+    # 5. A claim works.
+    path = f"{EXAMPLES}/single-efa.yaml"
+    claims = ClaimWatch()
+    apply(path)
+    try:
+        wait_pod_phase("efa-check", ("Succeeded",))
+        devices = allocated(claims.claim_for("efa-check"))
+        log = kubectl("logs", "efa-check").stdout
+        check(hardware()[devices[0]][0] in log, f"the container does not see {devices}:\n{log}")
+    finally:
+        claims.stop()
+        delete(path)
+    return "; ".join(steps) + f"; DeviceClass present in all {watch.polls} polls; single-efa ran on {devices}"
+
+
 @scenario("helm-uninstall-leaves-nothing")
 def helm_uninstall():
     helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "120s")
@@ -1029,7 +1130,7 @@ ORDER = [
     "resilience-kill-9-driver", "resilience-delete-driver-pod", "resilience-kubelet-restart",
     "resilience-containerd-restart", "resilience-helm-upgrade-surge",
     "chart-lint-and-server-dry-run", "admission-policy-by-behaviour",
-    "second-dra-net-driver-on-the-node", "aws-dranet-values-file",
+    "second-dra-net-driver-on-the-node", "aws-dranet-values-file", "migration-from-aws-dranet",
     "example-neuron-aligned", "helm-uninstall-leaves-nothing",
 ]
 SCENARIOS.sort(key=lambda entry: ORDER.index(entry[0]))
