@@ -187,6 +187,14 @@ class DefaultRender(unittest.TestCase):
         self.assertIn('device.attributes["dra.net"].pciDevice == "Elastic Fabric Adapter (EFA)"',
                       expression)
 
+    def test_device_class_serves_the_device_plugins_extended_resource(self):
+        self.assertEqual(one(self.docs, "DeviceClass")["spec"]["extendedResourceName"],
+                         "vpc.amazonaws.com/efa")
+        docs, _ = render("--set", "deviceClass.extendedResourceName=")
+        self.assertNotIn("extendedResourceName", one(docs, "DeviceClass")["spec"])
+        result = render("--set", "deviceClass.extendedResourceName=no-slash", expect_ok=False)
+        self.assertNotEqual(result.returncode, 0)
+
     def test_admission_policy_limits_writes_to_own_node_and_driver(self):
         policy = one(self.docs, "ValidatingAdmissionPolicy")
         text = json.dumps(policy)

@@ -529,6 +529,34 @@ def example_all_efas():
         delete(path)
 
 
+@scenario("device-plugin-style-extended-resource")
+def extended_resource():
+    """A pod written for the EFA device plugin (resources.limits: vpc.amazonaws.com/efa: 2) is
+    served by DRA (KEP-5004): the scheduler makes a claim for it from the chart's DeviceClass,
+    names it in status.extendedResourceClaimStatus, and the container gets exactly those EFAs.
+    The implicit name deviceclass.resource.kubernetes.io/<class> works too."""
+    results = []
+    for name, resource, count in (("efa-plugin-style", "vpc.amazonaws.com/efa", 2),
+                                  ("efa-implicit-name", "deviceclass.resource.kubernetes.io/efa.networking.k8s.aws", 1)):
+        manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+                    "spec": {"terminationGracePeriodSeconds": 1, "containers": [{
+                        "name": "c", "image": "localhost/efa-e2e/busybox:1", "command": ["sleep", "infinity"],
+                        "resources": {"limits": {resource: str(count)}}}]}}
+        apply([manifest])
+        try:
+            p = wait_pod_phase(name)
+            status = p["status"].get("extendedResourceClaimStatus")
+            check(status and status.get("resourceClaimName"), f"{name}: no extendedResourceClaimStatus: {p['status']}")
+            claim = kjson("get", "resourceclaim", status["resourceClaimName"])
+            devices = allocated(claim)
+            check(len(devices) == count, f"{name}: {count} asked, {devices} allocated")
+            seen = expect_container_has(name, "c", devices)
+            results.append(f"{resource}: {count} -> claim {status['resourceClaimName']}, container sees {seen}")
+        finally:
+            delete([manifest])
+    return "; ".join(results)
+
+
 @scenario("all-efas-of-one-gpu-root")
 def all_efas_of_one_gpu_root():
     """allocationMode All together with a GPU and matchAttribute pcieRoot: All means every EFA
@@ -1126,7 +1154,7 @@ def helm_uninstall():
 # scenarios; the chart's own checks; then the switch to the trn2 tree; the uninstall last.
 ORDER = [
     "slices-and-deviceclass", "example-single-efa", "example-shared-claim", "example-gpu-aligned",
-    "example-all-efas", "all-efas-of-one-gpu-root",
+    "example-all-efas", "all-efas-of-one-gpu-root", "device-plugin-style-extended-resource",
     "resilience-kill-9-driver", "resilience-delete-driver-pod", "resilience-kubelet-restart",
     "resilience-containerd-restart", "resilience-helm-upgrade-surge",
     "chart-lint-and-server-dry-run", "admission-policy-by-behaviour",
