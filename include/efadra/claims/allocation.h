@@ -30,6 +30,14 @@ Result<std::vector<AllocationResult>> OurAllocationResults(const nlohmann::json&
                                                            const std::string& driver,
                                                            const std::string& pool);
 
+// Opaque device configuration for `driver` that applies to any of `ours` (its `requests` name
+// one of them, by full or base name, or are empty: every request) must carry no parameters:
+// this driver takes none. DRANET's interface, routes and ethtool settings, which it rejects for
+// RDMA-only devices, mean nothing for an EFA either. kInvalidArgument naming the claim, the
+// entry (index, source, requests) and the parameters' fields; OK when there is none.
+Status CheckOpaqueConfig(const nlohmann::json& claim, const std::string& what,
+                         const std::string& driver, const std::vector<AllocationResult>& ours);
+
 // "a/b" (a firstAvailable sub-request) -> "a": the kubelet matches containers by base name.
 std::string BaseRequestName(const std::string& request);
 

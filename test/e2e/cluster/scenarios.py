@@ -347,9 +347,12 @@ def slices_and_deviceclass():
     notes = helm("get", "notes", RELEASE, "-n", NAMESPACE).stdout
     check(f"kubectl get resourceslices --field-selector spec.driver={DRIVER}" in notes,
           f"the release notes do not show how to list the slices:\n{notes}")
+    image = os.environ.get("EFA_DRA_E2E_IMAGE", "localhost/efa-dra-driver:e2e")
+    check(f"image {image}." in notes and "runs on EFA nodes only" in notes,
+          f"the release notes do not name the image deployed and where it runs:\n{notes}")
     return (f"DeviceClass present; {len(our_slices())} slice(s) of {NODE} list {len(published)} devices "
             f"= the {len(hw)} EFAs of the tree; kubectl logs -l {DRIVER_SELECTOR}: "
-            f"{len(logs.splitlines())} lines; NOTES show the slice listing")
+            f"{len(logs.splitlines())} lines; NOTES name the image and show the slice listing")
 
 
 class ClaimWatch:
