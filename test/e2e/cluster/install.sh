@@ -7,13 +7,14 @@
 #
 #   install.sh [extra helm arguments...]
 #
-# EFA_DRA_E2E_IMAGE (default localhost/efa-dra-driver:e2e) names the image; an image of that
-# name already in podman is reused (EFA_DRA_E2E_REBUILD_IMAGE=1 forces a build).
+# EFA_DRA_E2E_IMAGE (default localhost/efa-dra-driver:e2e) names the image. It is built from
+# the working tree every time (podman's layer cache keeps the toolchain layers), so the cluster
+# never runs a stale driver; EFA_DRA_E2E_REUSE_IMAGE=1 takes an existing image of that name.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 image=${EFA_DRA_E2E_IMAGE:-localhost/efa-dra-driver:e2e}
-if [ "${EFA_DRA_E2E_REBUILD_IMAGE:-0}" = 1 ] || ! podman image exists "$image"; then
+if [ "${EFA_DRA_E2E_REUSE_IMAGE:-0}" != 1 ] || ! podman image exists "$image"; then
   start=$(date +%s)
   "$repo_root/scripts/build-image.sh" "$image"
   log "image $image built in $(( $(date +%s) - start )) s"
