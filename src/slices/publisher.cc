@@ -357,6 +357,16 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
       for (auto& item : (*list)["items"]) existing.push_back(std::move(item));
     }
 
+    // While another driver of our name is registered on the node, its slice controller owns
+    // the pool as much as we do (the kubelet plugin helper rewrites every slice of its driver
+    // and node): writing would start a tug of war. Hands off until it is gone.
+    if (options_.other_driver_registered && options_.other_driver_registered()) {
+      return FailedPreconditionError(fmt::format(
+          "another program is registered with the kubelet as DRA driver {} on node {}; "
+          "publishing nothing until it is gone from the node",
+          options_.driver_name, options_.node_name));
+    }
+
     // Another program's slices of this pool (DRANET, or another copy of a dra.net driver) are
     // neither adopted nor deleted: two writers of one pool would hand out the same devices.
     std::vector<std::string> foreign;
@@ -367,8 +377,8 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
         foreign_names.insert(NameOf(slice));
       }
     }
-    const bool unclaimed = !foreign.empty() && options_.other_driver_registered &&
-                           !options_.other_driver_registered();
+    // Reached only with no other driver registered (see above), when that can be told.
+    const bool unclaimed = !foreign.empty() && options_.other_driver_registered != nullptr;
     if (!unclaimed) foreign_unclaimed_since_.reset();
     if (unclaimed && !foreign_unclaimed_since_) foreign_unclaimed_since_ = Clock::now();
     const bool leftovers =

@@ -71,7 +71,9 @@ class PluginTest : public ::testing::Test {
     return options;
   }
 
-  Instance StartInstance(PluginOptions options, HealthSource* health = nullptr) {
+  // `refuse`, when given, is the plugin's RefusePreparesWhile hook.
+  Instance StartInstance(PluginOptions options, HealthSource* health = nullptr,
+                         std::function<std::string()> refuse = nullptr) {
     Instance instance;
     claims::PreparerOptions preparer_options;
     preparer_options.driver_name = kDriver;
@@ -82,6 +84,7 @@ class PluginTest : public ::testing::Test {
         preparer_options, *client_, *cdi_, *state_, [this] { return inventory_; });
     EXPECT_TRUE(instance.preparer->Start().ok());
     instance.plugin = std::make_unique<Plugin>(options, *instance.preparer, health);
+    if (refuse) instance.plugin->RefusePreparesWhile(std::move(refuse));
     Status started = instance.plugin->Start();
     EXPECT_TRUE(started.ok()) << started.ToString();
     return instance;
@@ -530,18 +533,8 @@ TEST_F(PluginTest, PreparesAreRefusedWhileAConflictLastsAndUnpreparesAreNot) {
     return dranet_present ? std::vector<std::string>{"another program is registered as dra.net"}
                           : std::vector<std::string>{};
   });
-  Instance instance;
-  claims::PreparerOptions preparer_options;
-  preparer_options.driver_name = kDriver;
-  preparer_options.node_name = kNode;
-  preparer_options.dev_root = dir_.Sub("dev");
-  preparer_options.boot_id = "boot-1";
-  instance.preparer = std::make_unique<claims::ClaimPreparer>(
-      preparer_options, *client_, *cdi_, *state_, [this] { return inventory_; });
-  ASSERT_TRUE(instance.preparer->Start().ok());
-  instance.plugin = std::make_unique<Plugin>(Options(), *instance.preparer);
-  instance.plugin->RefusePreparesWhile([&conflicts] { return conflicts.Summary(); });
-  ASSERT_TRUE(instance.plugin->Start().ok());
+  Instance instance =
+      StartInstance(Options(), nullptr, [&conflicts] { return conflicts.Summary(); });
   conflicts.Start();
   const std::string device = slices::DeviceName(inventory_->devices[0].pci_address);
   PutClaim("first", "uid-1", {device});

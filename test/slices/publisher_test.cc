@@ -133,6 +133,22 @@ class PublisherTest : public ::testing::Test {
     return generations.size() == 1 && StoredDevices() == want;
   }
 
+  // DRANET's slice of this node's pool (p4d devices), written with DRANET's user agent, which
+  // the API server takes as the field manager.
+  void PutDranetSlice(int64_t generation) {
+    kube::ClientConfig config;
+    config.server = server_.url();
+    config.user_agent = "dranet/v1.2.0";
+    auto dranet = kube::Client::Create(config, kube::RetryPolicy{});
+    ASSERT_TRUE(dranet.ok());
+    SliceOptions slice_options;
+    slice_options.node_name = kNode;
+    json theirs = DesiredSlices(testing::P4dInventory(), slice_options)[0];
+    theirs["metadata"] = {{"name", std::string(kNode) + "-dra.net-x7k2p"}};
+    theirs["spec"]["pool"]["generation"] = generation;
+    ASSERT_TRUE((*dranet)->Create("/apis/resource.k8s.io/v1/resourceslices", theirs).ok());
+  }
+
   apidouble::FakeApiServer server_;
   std::unique_ptr<kube::Client> client_;
   std::unique_ptr<slices::KubeSliceApi> api_;
@@ -264,16 +280,7 @@ TEST_F(PublisherTest, HardwareChangesUpdateTheSlice) {
 // the field manager) are neither adopted nor deleted, and nothing is published next to them;
 // once they are gone the publisher takes the pool.
 TEST_F(PublisherTest, AnotherProgramsSlicesAreLeftAloneAndBlockPublishing) {
-  kube::ClientConfig config;
-  config.server = server_.url();
-  config.user_agent = "dranet/v1.2.0";
-  auto dranet = kube::Client::Create(config, kube::RetryPolicy{});
-  ASSERT_TRUE(dranet.ok());
-  SliceOptions slice_options;
-  slice_options.node_name = kNode;
-  json theirs = DesiredSlices(testing::P4dInventory(), slice_options)[0];
-  theirs["metadata"] = {{"name", std::string(kNode) + "-dra.net-x7k2p"}};
-  ASSERT_TRUE((*dranet)->Create("/apis/resource.k8s.io/v1/resourceslices", theirs).ok());
+  PutDranetSlice(1);
 
   FakeNode node(testing::P4dInventory());
   Publisher& publisher = StartPublisher(node);
@@ -299,17 +306,7 @@ TEST_F(PublisherTest, AnotherProgramsSlicesAreLeftAloneAndBlockPublishing) {
 // once our driver is registered under the same name: with no other driver registered for
 // leftover_grace they are deleted and the pool is published; while one is, they stay.
 TEST_F(PublisherTest, SlicesLeftByADriverThatIsGoneAreReplacedAfterTheGrace) {
-  kube::ClientConfig config;
-  config.server = server_.url();
-  config.user_agent = "dranet/v1.2.0";
-  auto dranet = kube::Client::Create(config, kube::RetryPolicy{});
-  ASSERT_TRUE(dranet.ok());
-  SliceOptions slice_options;
-  slice_options.node_name = kNode;
-  json theirs = DesiredSlices(testing::P4dInventory(), slice_options)[0];
-  theirs["metadata"] = {{"name", std::string(kNode) + "-dra.net-x7k2p"}};
-  theirs["spec"]["pool"]["generation"] = 7;
-  ASSERT_TRUE((*dranet)->Create("/apis/resource.k8s.io/v1/resourceslices", theirs).ok());
+  PutDranetSlice(7);
 
   std::atomic<bool> registered{true};
   FakeNode node(testing::P4dInventory());
@@ -322,7 +319,12 @@ TEST_F(PublisherTest, SlicesLeftByADriverThatIsGoneAreReplacedAfterTheGrace) {
   ASSERT_EQ(server_.ResourceSlices().size(), 1u);
 
   registered = false;
-  EXPECT_TRUE(WaitFor([&] { return Converged(testing::P4dInventory()); }));
+  // DRANET's slice lists the same devices, so "converged" alone would hold from the start.
+  EXPECT_TRUE(WaitFor([&] {
+    const auto stored = server_.ResourceSlices();
+    return Converged(testing::P4dInventory()) &&
+           stored[0]["metadata"]["managedFields"][0]["manager"] == kFieldManager;
+  }));
   EXPECT_TRUE(publisher.State().foreign_slices.empty());
   EXPECT_GT(server_.ResourceSlices()[0]["spec"]["pool"]["generation"].get<int64_t>(), 7);
 }

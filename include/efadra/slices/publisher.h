@@ -62,12 +62,13 @@ struct PublisherOptions {
   std::chrono::milliseconds debounce{std::chrono::milliseconds(100)};
   std::chrono::milliseconds initial_backoff{std::chrono::milliseconds(100)};
   std::chrono::milliseconds max_backoff{std::chrono::seconds(10)};
-  // Slices of our pool that another program wrote are left alone while that program may still
-  // run. When `other_driver_registered` says no other driver of our name is registered with the
-  // kubelet (it left the node: DRANET removed during a migration), and that stays so for
-  // `leftover_grace`, they are leftovers and are deleted, so the pool can be published. The
-  // kubelet itself wipes them only while no driver of the name is registered, which is never
-  // the case once this one runs. Null: never delete them.
+  // True while another driver of our name is registered with the kubelet on this node
+  // (DRANET): then the publisher writes nothing at all, since that driver's slice controller
+  // rewrites the pool too. Slices of our pool that another program wrote are left alone while
+  // it may still run; once it has been unregistered for `leftover_grace` (it left the node:
+  // DRANET removed during a migration) they are leftovers and are deleted, so the pool can be
+  // published. The kubelet itself wipes them only while no driver of the name is registered,
+  // which is never the case once this one runs. Null: never delete foreign slices.
   std::function<bool()> other_driver_registered;
   std::chrono::milliseconds leftover_grace{std::chrono::seconds(60)};
 };
