@@ -138,7 +138,9 @@ case "${1:-}" in
   --print-bin) echo "$bin"; exit 0 ;;
   --update) check_go; update; exit 0 ;;
   --only) only=${2:?--only needs a component name}
-          { components | cut -d'|' -f1; echo accel-driver; echo dra-cel; } | grep -qx "$only" ||
+          # grep without -q reads all its input: with -q it may exit at the first match and
+          # the writer's SIGPIPE fails the pipeline under pipefail.
+          { components | cut -d'|' -f1; echo accel-driver; echo dra-cel; } | grep -x "$only" >/dev/null ||
             { echo "build-components: no component $only" >&2; exit 2; } ;;
   "") ;;
   *) echo "usage: $0 [--update|--print-bin|--only NAME]" >&2; exit 2 ;;
