@@ -11,6 +11,10 @@ void AddVersionCommand(CLI::App& app, int& exit_code);
 void AddDiscoverCommand(CLI::App& app, int& exit_code);
 void AddRunCommand(CLI::App& app, int& exit_code);
 void AddDemoCommand(CLI::App& app, int& exit_code);
+void AddStatusCommand(CLI::App& app, int& exit_code);
+
+// $NODE_NAME, else the hostname, else "node".
+std::string DefaultNodeName();
 
 // Adds --log-format and -v to a subcommand and returns a function that applies them
 // (sets up logging); call it first in the subcommand's callback.

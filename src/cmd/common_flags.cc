@@ -1,3 +1,6 @@
+#include <unistd.h>
+
+#include <cstdlib>
 #include <iostream>
 
 #include "commands.h"
@@ -22,6 +25,13 @@ bool ApplyLoggingFlags(const LoggingFlags& flags) {
   }
   observe::SetupLogging(*format, flags.verbosity);
   return true;
+}
+
+std::string DefaultNodeName() {
+  if (const char* env = std::getenv("NODE_NAME"); env != nullptr && *env != '\0') return env;
+  char host[256] = {};
+  if (::gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') return host;
+  return "node";
 }
 
 }  // namespace efadra::cmd

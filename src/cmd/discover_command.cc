@@ -19,8 +19,11 @@
 
 #include "commands.h"
 #include "efadra/core/filesystem.h"
+#include "efadra/core/text_table.h"
+#include "efadra/discovery/accelerators.h"
 #include "efadra/discovery/discoverer.h"
 #include "efadra/discovery/verbs_provider.h"
+#include "efadra/neuron/device_groups.h"
 #include "efadra/slices/resource_slices.h"
 #include "efadra/sysfstree/bundled.h"
 #include "efadra/sysfstree/tree_builder.h"
@@ -28,6 +31,7 @@
 namespace efadra::cmd {
 namespace {
 
+using discovery::Accelerator;
 using discovery::EfaDevice;
 using discovery::Inventory;
 // Insertion-ordered so the output reads in the order fields are written (name first).
@@ -100,10 +104,62 @@ json DeviceJson(const EfaDevice& d) {
   return out;
 }
 
-json InventoryJson(const Inventory& inventory) {
+// What `discover` shows besides the EFAs: the accelerators they pair with.
+struct Pairing {
+  std::vector<discovery::PcieRootGroup> roots;
+  std::vector<discovery::NeuronGroup> neuron_groups;
+};
+
+Pairing PairDevices(const Inventory& inventory, const std::vector<Accelerator>& accelerators) {
+  return {discovery::GroupByPcieRoot(inventory.devices, accelerators),
+          discovery::GroupByNeuronDeviceGroup(inventory.devices,
+                                              neuron::NeuronEfaTable(inventory.instance_type))};
+}
+
+json AcceleratorJson(const Accelerator& device) {
+  json out = {{"pciAddress", device.pci_address},
+              {"vendorId", Hex16(device.vendor_id)},
+              {"deviceId", Hex16(device.device_id)},
+              {"driver", NullIfEmpty(device.driver)}};
+  if (device.kind == discovery::AcceleratorKind::kNvidiaGpu) out["index"] = device.index;
+  return out;
+}
+
+json EfaNames(const std::vector<EfaDevice>& efas) {
+  json names = json::array();
+  for (const auto& efa : efas) names.push_back(slices::DeviceName(efa.pci_address));
+  return names;
+}
+
+json PairingJson(const Pairing& pairing) {
+  json roots = json::array();
+  for (const auto& group : pairing.roots) {
+    json gpus = json::array();
+    json neurons = json::array();
+    for (const auto& gpu : group.gpus) gpus.push_back(AcceleratorJson(gpu));
+    for (const auto& device : group.neuron_devices) neurons.push_back(AcceleratorJson(device));
+    roots.push_back({{"root", NullIfEmpty(group.root)},
+                     {"numaNode", group.numa_node < 0 ? json(nullptr) : json(group.numa_node)},
+                     {"gpus", gpus},
+                     {"neuronDevices", neurons},
+                     {"efas", EfaNames(group.efas)}});
+  }
+  json groups = json::array();
+  for (const auto& group : pairing.neuron_groups) {
+    groups.push_back({{"devicegroup4Id", group.devicegroup4_id},
+                      {"neuronIndexes", group.neuron_indexes},
+                      {"efas", EfaNames(group.efas)}});
+  }
+  return {{"pcieRoots", roots}, {"neuronDeviceGroups", groups}};
+}
+
+json InventoryJson(const Inventory& inventory, const Pairing& pairing) {
   json devices = json::array();
   for (const auto& device : inventory.devices) devices.push_back(DeviceJson(device));
-  return {{"instanceType", NullIfEmpty(inventory.instance_type)}, {"devices", devices}};
+  json out = {{"instanceType", NullIfEmpty(inventory.instance_type)}, {"devices", devices}};
+  const json pairing_json = PairingJson(pairing);
+  for (const auto& [key, value] : pairing_json.items()) out[key] = value;
+  return out;
 }
 
 // A plain YAML scalar that a YAML 1.1/1.2 reader would take for something other than a string
@@ -194,21 +250,48 @@ std::string Table(const Inventory& inventory) {
          d->port.rate_gbps > 0 ? std::to_string(d->port.rate_gbps) + "G" : "?",
          d->netdev ? d->netdev->name : "-"});
   }
-  std::vector<size_t> widths(cells[0].size(), 0);
-  for (const auto& row : cells) {
-    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
-  }
-  std::ostringstream out;
-  for (const auto& row : cells) {
-    std::string line;
-    for (size_t i = 0; i < row.size(); ++i) {
-      line += row[i];
-      if (i + 1 < row.size()) line += std::string(widths[i] - row[i].size() + 2, ' ');
+  return core::FormatColumns(cells);
+}
+
+std::string JoinRdmaDevices(const std::vector<EfaDevice>& efas) {
+  std::string joined;
+  for (const auto& efa : efas) joined += (joined.empty() ? "" : ",") + efa.rdma_device;
+  return joined.empty() ? "-" : joined;
+}
+
+// Per PCIe root, what an aligned claim gets together: the GPUs or Neuron devices and the EFAs.
+std::string PairingTable(const Pairing& pairing) {
+  std::vector<std::vector<std::string>> cells = {
+      {"NUMA", "PCIE ROOT", "GPU (INDEX PCI ADDRESS)", "NEURON (PCI ADDRESS)", "EFAS", "RDMA DEVICES"}};
+  for (const auto& group : pairing.roots) {
+    std::string gpus;
+    for (const auto& gpu : group.gpus) {
+      gpus += (gpus.empty() ? "" : ",") + std::to_string(gpu.index) + " " + gpu.pci_address;
     }
-    while (!line.empty() && line.back() == ' ') line.pop_back();
-    out << line << "\n";
+    std::string neurons;
+    for (const auto& device : group.neuron_devices) {
+      neurons += (neurons.empty() ? "" : ",") + device.pci_address;
+    }
+    cells.push_back({group.numa_node < 0 ? "?" : std::to_string(group.numa_node),
+                     group.root.empty() ? "?" : group.root, gpus.empty() ? "-" : gpus,
+                     neurons.empty() ? "-" : neurons, std::to_string(group.efas.size()),
+                     JoinRdmaDevices(group.efas)});
   }
-  return out.str();
+  std::string out = core::FormatColumns(cells);
+  if (!pairing.neuron_groups.empty()) {
+    std::vector<std::vector<std::string>> groups = {
+        {"NEURON GROUP (devicegroup4_id)", "NEURON INDEXES (/dev/neuronN)", "EFAS", "RDMA DEVICES"}};
+    for (const auto& group : pairing.neuron_groups) {
+      std::string indexes;
+      for (int index : group.neuron_indexes) {
+        indexes += (indexes.empty() ? "" : ",") + std::to_string(index);
+      }
+      groups.push_back({group.devicegroup4_id, indexes.empty() ? "-" : indexes,
+                        std::to_string(group.efas.size()), JoinRdmaDevices(group.efas)});
+    }
+    out += "\n" + core::FormatColumns(groups);
+  }
+  return out;
 }
 
 std::string Summary(const Inventory& inventory) {
@@ -253,13 +336,6 @@ class ScratchDir {
  private:
   std::string path_;
 };
-
-std::string DefaultNodeName() {
-  if (const char* env = std::getenv("NODE_NAME"); env != nullptr && *env != '\0') return env;
-  char host[256] = {};
-  if (::gethostname(host, sizeof(host) - 1) == 0 && host[0] != '\0') return host;
-  return "node";
-}
 
 int RunDiscover(const DiscoverFlags& flags) {
   if (!ApplyLoggingFlags(flags.logging)) return 2;
@@ -311,6 +387,11 @@ int RunDiscover(const DiscoverFlags& flags) {
   for (const auto& warning : inventory->warnings) {
     std::cerr << "warning: " << warning << "\n";
   }
+  auto accelerators = discovery::FindAccelerators(*sysfs);
+  for (const auto& warning : accelerators.warnings) {
+    std::cerr << "warning: " << warning << "\n";
+  }
+  const Pairing pairing = PairDevices(*inventory, accelerators.devices);
 
   json document;
   if (flags.slices) {
@@ -329,7 +410,7 @@ int RunDiscover(const DiscoverFlags& flags) {
       document = {{"apiVersion", "v1"}, {"kind", "List"}, {"items", items}};
     }
   } else if (output != "table") {
-    document = InventoryJson(*inventory);
+    document = InventoryJson(*inventory, pairing);
   }
 
   if (output == "json") {
@@ -338,6 +419,7 @@ int RunDiscover(const DiscoverFlags& flags) {
     std::cout << ToYaml(document);
   } else {
     if (!inventory->devices.empty()) std::cout << Table(*inventory) << "\n";
+    if (!pairing.roots.empty()) std::cout << PairingTable(pairing) << "\n";
     std::cout << Summary(*inventory) << "\n";
   }
   return 0;

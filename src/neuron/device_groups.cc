@@ -153,4 +153,10 @@ std::string DeviceGroupsNote(std::string_view instance_type) {
   return DeviceGroupsNote(BuiltinDeviceGroupTables(), instance_type);
 }
 
+std::map<int, std::string> NeuronEfaTable(std::string_view instance_type) {
+  std::string why;
+  const FamilyTable* table = FindTable(BuiltinDeviceGroupTables(), instance_type, &why);
+  return table == nullptr ? std::map<int, std::string>{} : table->efa_by_neuron_id;
+}
+
 }  // namespace efadra::neuron

@@ -1,13 +1,14 @@
 // Runs the real `efa-dra-driver discover` binary (a process boundary) against bundled fixtures and
 // generated edge trees. Skips when the binary is not part of this build.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <yaml-cpp/yaml.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <string>
+#include <vector>
 
 #include "efadra/sysfstree/bundled.h"
 #include "efadra/sysfstree/tree_builder.h"
@@ -20,24 +21,12 @@ namespace fs = std::filesystem;
 using ::efadra::testing::TempDir;
 using ::efadra::testing::WriteFileOrDie;
 
-struct CommandRun {
-  int exit_code = -1;
-  std::string out;
-};
+using CommandRun = ::efadra::testing::CommandResult;
 
 std::string Binary() { return std::string(EFADRA_BINARY_DIR) + "/efa-dra-driver"; }
 
 CommandRun Discover(const std::string& args, const std::string& env = "") {
-  const std::string command = env + " " + Binary() + " discover " + args + " 2>/dev/null";
-  CommandRun run;
-  FILE* pipe = ::popen(command.c_str(), "r");
-  if (pipe == nullptr) return run;
-  char buffer[4096];
-  size_t n;
-  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) run.out.append(buffer, n);
-  const int status = ::pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
+  return ::efadra::testing::RunCommand(env + " " + Binary() + " discover " + args + " 2>/dev/null");
 }
 
 class DiscoverCommandTest : public ::testing::Test {
@@ -73,6 +62,147 @@ TEST_F(DiscoverCommandTest, JsonOfEachBundledFixture) {
     EXPECT_TRUE(first["netdev"].is_object());
     EXPECT_EQ(doc["instanceType"], c.instance);
   }
+}
+
+// `discover` pairs EFAs with the GPUs or Neuron devices on their PCIe root, on every bundled
+// topology (json is the contract; the table shows the same groups).
+TEST_F(DiscoverCommandTest, PairingOfEachBundledTopology) {
+  struct Case {
+    std::string instance;
+    size_t roots;
+    size_t gpus_per_root, neurons_per_root, efas_per_root;
+    std::string probe_root;                 // one root checked in detail
+    std::vector<std::string> probe_gpus;    // "index pciAddress"
+    std::string probe_first_efa;
+  };
+  const Case cases[] = {
+      {"p4d.24xlarge", 4, 2, 0, 1, "pci0000:90", {"4 0000:90:1c.0", "5 0000:90:1d.0"},
+       "pci-0000-90-1b-0"},
+      {"p5.48xlarge", 8, 1, 0, 4, "pci0000:aa", {"6 0000:b9:00.0"}, "pci-0000-b5-00-0"},
+      {"p6-b200.48xlarge", 4, 2, 0, 2, "pci0000:66", {"4 0000:75:00.0", "5 0000:76:00.0"},
+       "pci-0000-71-00-0"},
+      {"trn2.48xlarge", 8, 0, 2, 2, "pci0000:4b", {}, "pci-0000-56-00-0"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.instance);
+    CommandRun run = Discover("--fixture " + c.instance + " -o json");
+    ASSERT_EQ(run.exit_code, 0);
+    auto doc = nlohmann::json::parse(run.out, nullptr, false);
+    ASSERT_FALSE(doc.is_discarded()) << run.out;
+    const auto& roots = doc["pcieRoots"];
+    ASSERT_EQ(roots.size(), c.roots) << roots.dump();
+    size_t efas = 0;
+    int last_numa = -1;
+    for (const auto& root : roots) {
+      EXPECT_EQ(root["gpus"].size(), c.gpus_per_root) << root.dump();
+      EXPECT_EQ(root["neuronDevices"].size(), c.neurons_per_root) << root.dump();
+      EXPECT_EQ(root["efas"].size(), c.efas_per_root) << root.dump();
+      EXPECT_GE(root["numaNode"].get<int>(), last_numa) << "roots sorted by NUMA node";
+      last_numa = root["numaNode"].get<int>();
+      efas += root["efas"].size();
+      // Every EFA listed under a root really is on it.
+      for (const auto& name : root["efas"]) {
+        for (const auto& device : doc["devices"]) {
+          if (device["name"] == name) {
+            EXPECT_EQ(device["pcieRoot"], root["root"]);
+          }
+        }
+      }
+    }
+    EXPECT_EQ(efas, doc["devices"].size());
+    bool probed = false;
+    for (const auto& root : roots) {
+      if (root["root"] != c.probe_root) continue;
+      probed = true;
+      std::vector<std::string> gpus;
+      for (const auto& gpu : root["gpus"]) {
+        gpus.push_back(std::to_string(gpu["index"].get<int>()) + " " +
+                       gpu["pciAddress"].get<std::string>());
+        EXPECT_EQ(gpu["vendorId"], "0x10de");
+      }
+      EXPECT_EQ(gpus, c.probe_gpus);
+      EXPECT_EQ(root["efas"][0], c.probe_first_efa);
+    }
+    EXPECT_TRUE(probed) << c.probe_root;
+  }
+}
+
+TEST_F(DiscoverCommandTest, NeuronGroupsOnTrn2) {
+  CommandRun run = Discover("--fixture trn2.48xlarge -o json");
+  ASSERT_EQ(run.exit_code, 0);
+  auto doc = nlohmann::json::parse(run.out, nullptr, false);
+  ASSERT_FALSE(doc.is_discarded()) << run.out;
+  const auto& groups = doc["neuronDeviceGroups"];
+  ASSERT_EQ(groups.size(), 4u) << groups.dump();
+  std::set<int> indexes;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto& group = groups[g];
+    EXPECT_EQ(group["neuronIndexes"], nlohmann::json({4 * g, 4 * g + 1, 4 * g + 2, 4 * g + 3}))
+        << group.dump();
+    EXPECT_EQ(group["efas"].size(), 4u) << group.dump();
+    for (const auto& index : group["neuronIndexes"]) indexes.insert(index.get<int>());
+    // The group's EFAs carry its devicegroup4_id, as the slices publish it.
+    for (const auto& name : group["efas"]) {
+      for (const auto& device : doc["devices"]) {
+        if (device["name"] != name) continue;
+        EXPECT_EQ(device["deviceGroups"]["devicegroup4_id"], group["devicegroup4Id"]);
+      }
+    }
+  }
+  EXPECT_EQ(indexes.size(), 16u);
+  CommandRun table = Discover("--fixture trn2.48xlarge");
+  EXPECT_NE(table.out.find("NEURON GROUP (devicegroup4_id)"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("0,1,2,3"), std::string::npos) << table.out;
+  // GPU nodes have no Neuron groups.
+  CommandRun p5 = Discover("--fixture p5.48xlarge -o json");
+  EXPECT_TRUE(nlohmann::json::parse(p5.out)["neuronDeviceGroups"].empty());
+}
+
+// A GPU node where one root has EFAs and no GPU; NVIDIA functions that are not GPUs (audio,
+// NVSwitch) are not listed; a GPU without EFAs still shows its root.
+TEST_F(DiscoverCommandTest, RootWithEfasAndNoGpu) {
+  TempDir dir;
+  auto topology = sysfstree::ParseTopology(R"(
+schema: efa-topo/v1
+instance: test.gpu
+roots:
+  - id: pci0000:10
+    numa: 0
+    devices:
+      - {bdf: "0000:10:01.0", class: efa, id: "1d0f:efa1"}
+      - {bdf: "0000:10:02.0", class: gpu, id: "10de:2330"}
+      - {bdf: "0000:10:02.1", class: "0x040300", id: "10de:22a3"}
+  - id: pci0000:20
+    numa: 0
+    devices:
+      - {bdf: "0000:20:01.0", class: efa, id: "1d0f:efa1"}
+      - {bdf: "0000:20:02.0", class: nvswitch, id: "10de:22a3"}
+  - id: pci0000:30
+    numa: 1
+    devices:
+      - {bdf: "0000:30:02.0", class: gpu, id: "10de:2330"}
+)");
+  ASSERT_TRUE(topology.ok()) << topology.status().message();
+  ASSERT_TRUE(sysfstree::BuildSysfsTree(*topology, dir.Sub("sys"), dir.Sub("dev")).ok());
+  const std::string env =
+      "EFA_DRA_SYSFS_ROOT=" + dir.Sub("sys") + " EFA_DRA_DEV_ROOT=" + dir.Sub("dev");
+  CommandRun run = Discover("-o json", env);
+  ASSERT_EQ(run.exit_code, 0);
+  auto roots = nlohmann::json::parse(run.out)["pcieRoots"];
+  ASSERT_EQ(roots.size(), 3u) << roots.dump();
+  EXPECT_EQ(roots[0]["root"], "pci0000:10");
+  ASSERT_EQ(roots[0]["gpus"].size(), 1u) << roots[0].dump();
+  EXPECT_EQ(roots[0]["gpus"][0]["pciAddress"], "0000:10:02.0");
+  EXPECT_EQ(roots[0]["gpus"][0]["index"], 0);
+  EXPECT_EQ(roots[1]["root"], "pci0000:20");
+  EXPECT_TRUE(roots[1]["gpus"].empty()) << roots[1].dump();
+  EXPECT_EQ(roots[1]["efas"], nlohmann::json({"pci-0000-20-01-0"}));
+  EXPECT_EQ(roots[2]["root"], "pci0000:30");
+  EXPECT_EQ(roots[2]["gpus"][0]["index"], 1);
+  EXPECT_TRUE(roots[2]["efas"].empty());
+  CommandRun table = Discover("", env);
+  EXPECT_NE(table.out.find("pci0000:20  -"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("0 0000:10:02.0"), std::string::npos) << table.out;
 }
 
 TEST_F(DiscoverCommandTest, UnknownValuesAreNull) {

@@ -1,5 +1,9 @@
 #include "support/test_support.h"
 
+#include <sys/wait.h>
+
+#include <cstdio>
+
 #include <stdlib.h>
 
 #include <filesystem>
@@ -55,6 +59,18 @@ std::string ReadFileOrEmpty(const std::string& path) {
   std::stringstream buffer;
   buffer << in.rdbuf();
   return buffer.str();
+}
+
+CommandResult RunCommand(const std::string& shell_command) {
+  CommandResult result;
+  FILE* pipe = ::popen(shell_command.c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buffer[4096];
+  size_t n;
+  while ((n = std::fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.out.append(buffer, n);
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return result;
 }
 
 std::string TestDataDir() { return EFADRA_TEST_DATA_DIR; }

@@ -35,6 +35,13 @@ void WriteFileOrDie(const std::string& path, const std::string& content);
 // The whole file, or "" if it cannot be read.
 std::string ReadFileOrEmpty(const std::string& path);
 
+// Runs `shell_command` with /bin/sh and collects its stdout (redirect 2>&1 for stderr too).
+struct CommandResult {
+  int exit_code = -1;  // -1 when it did not exit normally
+  std::string out;
+};
+CommandResult RunCommand(const std::string& shell_command);
+
 // The directory of test data (test/fixtures), and ../shared when present ("" otherwise).
 std::string TestDataDir();
 std::string SharedDir();

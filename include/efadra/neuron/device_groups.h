@@ -22,7 +22,9 @@ std::map<std::string, std::string> DeviceGroupIds(std::string_view instance_type
 // True when `instance_type` gets device-group attributes at all.
 bool HasDeviceGroups(std::string_view instance_type);
 
-// --- Added by the neuron module (not part of the pinned seam above) ---
+// The family table for `instance_type` (Neuron index N of /dev/neuronN -> EFA PCI address);
+// empty when the type gets no device-group attributes. `discover` shows the groups with it.
+std::map<int, std::string> NeuronEfaTable(std::string_view instance_type);
 
 // Unqualified attribute keys, in the order above; the slice builder qualifies them with
 // kAttributeDomain ("resource.aws.com/devicegroup4_id").
