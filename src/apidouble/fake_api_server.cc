@@ -34,6 +34,7 @@ const std::vector<ResourceType>& ResourceTypes() {
   static const std::vector<ResourceType> kTypes = {
       {"resourceslices", "resource.k8s.io", "ResourceSlice", false, {"spec.driver", "spec.nodeName"}},
       {"resourceclaims", "resource.k8s.io", "ResourceClaim", true, {}},
+      {"pods", "", "Pod", true, {"spec.nodeName"}},
       {"nodes", "", "Node", false, {"spec.unschedulable"}},
   };
   return kTypes;
@@ -294,18 +295,20 @@ class FakeApiServer::Impl {
     store_.Put("nodes", "", name, std::move(node));
   }
 
-  json PutResourceClaim(json claim) {
-    std::string ns = MetaString(claim, "namespace");
+  // A namespaced object as another client (scheduler, kubelet) would have stored it.
+  json PutNamespaced(const char* resource, const char* api_version, const char* kind,
+                     json object) {
+    std::string ns = MetaString(object, "namespace");
     if (ns.empty()) ns = "default";
-    const std::string name = MetaString(claim, "name");
-    claim["apiVersion"] = "resource.k8s.io/v1";
-    claim["kind"] = "ResourceClaim";
-    claim["metadata"]["namespace"] = ns;
-    if (MetaString(claim, "uid").empty()) claim["metadata"]["uid"] = store_.NewUid();
-    if (MetaString(claim, "creationTimestamp").empty()) {
-      claim["metadata"]["creationTimestamp"] = Now();
+    const std::string name = MetaString(object, "name");
+    object["apiVersion"] = api_version;
+    object["kind"] = kind;
+    object["metadata"]["namespace"] = ns;
+    if (MetaString(object, "uid").empty()) object["metadata"]["uid"] = store_.NewUid();
+    if (MetaString(object, "creationTimestamp").empty()) {
+      object["metadata"]["creationTimestamp"] = Now();
     }
-    return store_.Put("resourceclaims", ns, name, std::move(claim));
+    return store_.Put(resource, ns, name, std::move(object));
   }
 
   void FailNext(FailRule rule) {
@@ -776,7 +779,10 @@ void FakeApiServer::PutNode(const std::string& name, const std::string& uid) {
   impl_->PutNode(name, uid);
 }
 nlohmann::json FakeApiServer::PutResourceClaim(const nlohmann::json& claim) {
-  return impl_->PutResourceClaim(claim);
+  return impl_->PutNamespaced("resourceclaims", "resource.k8s.io/v1", "ResourceClaim", claim);
+}
+nlohmann::json FakeApiServer::PutPod(const nlohmann::json& pod) {
+  return impl_->PutNamespaced("pods", "v1", "Pod", pod);
 }
 void FakeApiServer::DeleteResourceClaim(const std::string& ns, const std::string& name) {
   impl_->store().Remove("resourceclaims", ns, name);

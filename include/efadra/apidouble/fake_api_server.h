@@ -63,6 +63,8 @@ class FakeApiServer {
   // resourceVersion are filled in when missing). Returns the stored object.
   nlohmann::json PutResourceClaim(const nlohmann::json& claim);
   void DeleteResourceClaim(const std::string& ns, const std::string& name);
+  // Adds or replaces a Pod (as the kubelet reports it, status included).
+  nlohmann::json PutPod(const nlohmann::json& pod);
   // All stored ResourceSlices, sorted by name.
   std::vector<nlohmann::json> ResourceSlices() const;
   // Deletes one slice as an outside actor would (the kubelet's wipe); watchers see DELETED.
