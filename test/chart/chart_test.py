@@ -245,10 +245,16 @@ class Options(unittest.TestCase):
     def test_every_optional_object_lints_and_parses(self):
         docs, text = render("--set", "metrics.service.enabled=true",
                             "--set", "metrics.serviceMonitor.enabled=true",
+                            "--set", "metrics.podMonitor.enabled=true",
+                            "--set", "updateStrategy.maxSurge=0",
+                            "--set", "updateStrategy.maxUnavailable=1",
+                            "--set", "metrics.grafanaDashboard.enabled=true",
                             "--set", "stateDir=/var/lib/efa-dra",
                             "--set", "podAnnotations.a=b", "--set", "serviceAccount.annotations.c=d",
                             "--set", "imagePullSecrets[0].name=regcred")
         self.assertEqual(len(by_kind(docs, "ServiceMonitor")), 1)
+        self.assertEqual(len(by_kind(docs, "PodMonitor")), 1)
+        self.assertEqual(len(by_kind(docs, "ConfigMap")), 1)
         for doc in docs:
             self.assertTrue(doc["apiVersion"] and doc["kind"] and doc["metadata"]["name"], doc)
         result = subprocess.run(["yamllint", "-c", YAMLLINT_CONFIG, "-"], input=text,
@@ -268,6 +274,43 @@ class Options(unittest.TestCase):
         self.assertEqual(monitor["metadata"]["labels"]["release"], "prom")
         self.assertEqual(monitor["spec"]["endpoints"][0]["path"], "/metrics")
         self.assertEqual(env(docs)["EFA_DRA_HTTP_ADDRESS"], ":9400")
+
+    def test_pod_monitor_scrapes_a_named_port(self):
+        # Off the host network the port is declared anyway; surge rollouts stay possible.
+        docs, _ = render("--set", "metrics.podMonitor.enabled=true",
+                         "--set", "metrics.podMonitor.labels.release=prom",
+                         "--set", "hostNetwork=false", "--set", "http.port=9400")
+        monitor = one(docs, "PodMonitor")
+        self.assertEqual(monitor["metadata"]["labels"]["release"], "prom")
+        self.assertEqual(monitor["spec"]["podMetricsEndpoints"][0]["port"], "http")
+        self.assertEqual(monitor["spec"]["podMetricsEndpoints"][0]["path"], "/metrics")
+        self.assertEqual(monitor["spec"]["selector"]["matchLabels"],
+                         one(docs, "DaemonSet")["spec"]["selector"]["matchLabels"])
+        self.assertEqual(container(docs)["ports"],
+                         [{"name": "http", "containerPort": 9400, "protocol": "TCP"}])
+        # On the host network the named port is a hostPort: only a rollout without surge works.
+        docs, _ = render("--set", "metrics.podMonitor.enabled=true",
+                         "--set", "updateStrategy.maxSurge=0",
+                         "--set", "updateStrategy.maxUnavailable=1")
+        self.assertEqual([p["name"] for p in container(docs)["ports"]], ["http"])
+        self.assertEqual(by_kind(docs, "Service"), [])
+        result = render("--set", "metrics.podMonitor.enabled=true", expect_ok=False)
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("metrics.podMonitor.enabled declares the named port http, which hostNetwork "
+                      "turns into a hostPort", result.stderr)
+        result = render("--set", "metrics.podMonitor.enabled=true",
+                        "--set", "updateStrategy.type=OnDelete", expect_ok=False)
+        self.assertEqual(result.returncode, 0, result.stderr)
+
+    def test_grafana_dashboard_config_map(self):
+        docs, _ = render("--set", "metrics.grafanaDashboard.enabled=true")
+        config_map = one(docs, "ConfigMap")
+        self.assertEqual(config_map["metadata"]["labels"]["grafana_dashboard"], "1")
+        with open(os.path.join(CHART, "dashboards", "efa-dra-driver.json")) as f:
+            shipped = json.load(f)
+        self.assertEqual(json.loads(config_map["data"]["efa-dra-driver.json"]), shipped)
+        docs, _ = render()
+        self.assertEqual(by_kind(docs, "ConfigMap"), [])
 
     def test_service_monitor_without_service_fails_clearly(self):
         result = render("--set", "metrics.serviceMonitor.enabled=true", expect_ok=False)

@@ -19,6 +19,9 @@
 #include <filesystem>
 #include <map>
 #include <random>
+#include <regex>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -540,6 +543,81 @@ TEST_F(RunE2eTest, BadConfigurationExitsNonZeroWithOneLine) {
               {"NODE_NAME=", "EFA_DRA_NODE_NAME="});
   ASSERT_TRUE(WaitFor([&] { return !child.Running(); }, std::chrono::seconds(5)));
   EXPECT_EQ(child.ExitCode(), 2);
+}
+
+// The Grafana dashboard the chart ships: every panel queries metrics this binary exports on
+// /metrics, grouped by labels those metrics (or Prometheus' target labels) carry.
+TEST_F(RunE2eTest, GrafanaDashboardQueriesExportedMetrics) {
+  BuildP5();
+  auto child = Start();
+  pluginregistration::PluginInfo info;
+  ASSERT_TRUE(WaitFor([&] { return KubeletClient::Register(RegistrationSocket(), &info).ok(); }))
+      << ReadFileOrEmpty(dir_.Sub("log"));
+  PutClaim("job", "uid-job", {Device(0)});
+  dra_v1::NodePrepareResourcesResponse response;
+  ASSERT_TRUE(Prepare("job", "uid-job", &response).ok());
+  std::string body;
+  ASSERT_EQ(HttpStatus("/metrics", &body), 200);
+
+  // Exported series names (histograms add _bucket/_sum/_count) and each family's labels.
+  std::map<std::string, std::set<std::string>> labels_of;
+  std::istringstream lines(body);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    const size_t name_end = line.find_first_of("{ ");
+    std::set<std::string>& labels = labels_of[line.substr(0, name_end)];
+    if (name_end == std::string::npos || line[name_end] != '{') continue;
+    const std::string inside = line.substr(name_end + 1, line.find('}') - name_end - 1);
+    static const std::regex kLabel(R"(([a-zA-Z_][a-zA-Z0-9_]*)=")");
+    for (std::sregex_iterator it(inside.begin(), inside.end(), kLabel), end; it != end; ++it) {
+      labels.insert((*it)[1]);
+    }
+  }
+  ASSERT_TRUE(labels_of.contains("efa_dra_prepare_duration_seconds_bucket")) << body;
+
+  const auto dashboard = nlohmann::json::parse(ReadFileOrEmpty(
+      std::string(EFADRA_SOURCE_DIR) + "/deploy/helm/efa-dra-driver/dashboards/efa-dra-driver.json"));
+  ASSERT_FALSE(dashboard["panels"].empty());
+  // Labels Prometheus adds to every scraped series (ServiceMonitor / PodMonitor targets).
+  const std::set<std::string> target_labels = {"instance", "job", "pod", "namespace", "node"};
+  static const std::regex kMetric(R"(\befa_dra_[a-z_]+)");
+  static const std::regex kBy(R"(\bby \(([^)]*)\))");
+  std::set<std::string> queried;
+  for (const auto& panel : dashboard["panels"]) {
+    const std::string title = panel.value("title", "");
+    SCOPED_TRACE(title);
+    ASSERT_FALSE(panel["targets"].empty());
+    for (const auto& target : panel["targets"]) {
+      const std::string expr = target.value("expr", "");
+      std::set<std::string> metric_labels = target_labels;
+      size_t metrics = 0;
+      for (std::sregex_iterator it(expr.begin(), expr.end(), kMetric), end; it != end; ++it) {
+        const std::string metric = it->str();
+        ++metrics;
+        queried.insert(metric);
+        auto found = labels_of.find(metric);
+        ASSERT_NE(found, labels_of.end()) << metric << " in \"" << expr << "\" is not exported";
+        metric_labels.insert(found->second.begin(), found->second.end());
+      }
+      EXPECT_GT(metrics, 0u) << "a query without a driver metric: " << expr;
+      for (std::sregex_iterator it(expr.begin(), expr.end(), kBy), end; it != end; ++it) {
+        std::istringstream names((*it)[1]);
+        for (std::string name; std::getline(names, name, ',');) {
+          name.erase(0, name.find_first_not_of(' '));
+          name.erase(name.find_last_not_of(' ') + 1);
+          EXPECT_TRUE(metric_labels.contains(name)) << "label " << name << " in " << expr;
+        }
+      }
+    }
+  }
+  // What the dashboard is for: devices, health, prepare latency, API errors.
+  for (const char* needed : {"efa_dra_published_devices", "efa_dra_device_healthy",
+                             "efa_dra_prepare_duration_seconds_bucket",
+                             "efa_dra_api_requests_total"}) {
+    EXPECT_TRUE(queried.contains(needed)) << needed;
+  }
+  child->Signal(SIGTERM);
+  EXPECT_TRUE(WaitFor([&] { return !child->Running(); }, std::chrono::seconds(5)));
 }
 
 }  // namespace
