@@ -52,6 +52,29 @@ std::string DeviceKey(const std::string& pool, const std::string& device) {
   return pool + "/" + device;
 }
 
+// Which of the pod's devices (pool/device keys) an allocatedResourcesStatus resourceID names.
+// The kubelet uses the device's first CDI id ("dra.net/efa=<claim uid>-<device>", the names
+// this driver gives its CDI devices) and falls back to "<driver>/<pool>/<device>".
+std::string HeldDeviceOf(const std::string& resource_id, const std::string& driver,
+                         const std::set<std::string>& device_keys) {
+  const std::string prefix = driver + "/";
+  if (resource_id.rfind(prefix, 0) != 0) return "";
+  if (device_keys.contains(resource_id.substr(prefix.size()))) {
+    return resource_id.substr(prefix.size());
+  }
+  const size_t equals = resource_id.find('=');
+  if (equals == std::string::npos) return "";
+  const std::string cdi_name = resource_id.substr(equals + 1);
+  for (const auto& key : device_keys) {
+    const std::string suffix = "-" + key.substr(key.find('/') + 1);
+    if (cdi_name.size() > suffix.size() &&
+        cdi_name.compare(cdi_name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      return key;
+    }
+  }
+  return "";
+}
+
 }  // namespace
 
 Result<StatusReport> CollectStatus(kube::Client& client, const StatusQuery& query) {
@@ -138,13 +161,10 @@ Result<StatusReport> CollectStatus(kube::Client& client, const StatusQuery& quer
       for (const auto& container : (*pod)[at]) {
         for (const auto& allocated : container.value("allocatedResourcesStatus", json::array())) {
           for (const auto& resource : allocated.value("resources", json::array())) {
-            // resourceID is "<driver>/<pool>/<device>".
-            const std::string id = resource.value("resourceID", "");
-            const std::string prefix = query.driver + "/";
-            if (id.rfind(prefix, 0) != 0) continue;
-            const std::string key = id.substr(prefix.size());
+            const std::string key =
+                HeldDeviceOf(resource.value("resourceID", ""), query.driver, device_keys);
             auto found = by_key.find(key);
-            if (found == by_key.end() || !device_keys.contains(key)) continue;
+            if (found == by_key.end()) continue;
             std::string& health = report.devices[found->second].health;
             if (health.rfind("Unhealthy (", 0) != 0) health = resource.value("health", "Unknown");
           }

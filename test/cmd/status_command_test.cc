@@ -70,7 +70,10 @@ class StatusCommandTest : public ::testing::Test {
     server_.PutResourceClaim(Claim("team-a", "train-0", "node-a", "pci-0000-10-1b-0", "trainer-0"));
     server_.PutResourceClaim(Claim("team-a", "train-1", "node-a", "pci-0000-20-1b-0", "trainer-1"));
     server_.PutResourceClaim(Claim("team-b", "other", "node-b", "pci-0000-4f-00-0", "elsewhere"));
-    server_.PutPod(Pod("team-a", "trainer-0", "dra.net/node-a/pci-0000-10-1b-0", "Healthy"));
+    // The kubelet names a device by its first CDI id (trainer-0), else driver/pool/device.
+    server_.PutPod(Pod("team-a", "trainer-0",
+                       "dra.net/efa=0c4e4b22-9a47-4a34-b0a4-6c0a7cb1e7a1-pci-0000-10-1b-0",
+                       "Healthy"));
     server_.PutPod(Pod("team-a", "trainer-1", "dra.net/node-a/pci-0000-20-1b-0", "Unhealthy"));
     WriteFileOrDie(dir_.Sub("kubeconfig"), KubeconfigFor(server_.url()));
   }

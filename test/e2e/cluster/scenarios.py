@@ -535,6 +535,51 @@ def example_all_efas():
         delete(path)
 
 
+@scenario("status-shows-which-pod-holds-which-efa")
+def status_shows_holders():
+    """`efa-dra-driver status` against the real API server, with two pods holding one EFA each."""
+    holders = ("status-a", "status-b")
+    apply([ONE_EFA_TEMPLATE] + [one_efa_pod(h) for h in holders])
+    try:
+        held = {}
+        for h in holders:
+            p = wait_pod_phase(h)
+            (device,) = allocated(claim_of(p, "efa"))
+            held[device] = (h, claim_of(p, "efa")["metadata"]["name"])
+        build_dir = os.environ.get("EFA_DRA_BUILD_DIR", f"{REPO}/build")
+        # In the node's network namespace: the API server's address is only reachable there.
+        status = in_ns(f"{build_dir}/efa-dra-driver", "status", "--kubeconfig",
+                       f"{WORK}/kubeconfig", "--node", NODE)
+
+        def reported():
+            report = json.loads(run(status + ["-o", "json"]).stdout)
+            by_name = {d["name"]: d for d in report["devices"]}
+            # The kubelet reports the health of allocated devices in pod status a little later.
+            if any(by_name.get(d, {}).get("health") != "Healthy" for d in held):
+                return None
+            return report
+        report = wait_for("status to show both holders as Healthy", reported, 60)
+        devices = {d["name"]: d for d in report["devices"]}
+        check(set(devices) == set(hardware()), f"status lists {sorted(devices)}")
+        for device, (pod_name, claim_name) in held.items():
+            holders_seen = devices[device]["claims"]
+            check(len(holders_seen) == 1 and holders_seen[0]["claim"] == claim_name
+                  and holders_seen[0]["namespace"] == "default"
+                  and holders_seen[0]["pods"] == [pod_name],
+                  f"{device}: status says {holders_seen}, the API says {claim_name} / {pod_name}")
+        free = [d for d in devices.values() if d["name"] not in held]
+        check(all(not d["claims"] and d["health"] == "untainted" for d in free),
+              f"unheld devices: {[(d['name'], d['claims'], d['health']) for d in free][:3]}")
+        table = run(status).stdout
+        for device, (pod_name, claim_name) in held.items():
+            check(f"default/{claim_name}" in table and pod_name in table, table[-800:])
+        check(f"{len(devices)} EFA devices on 1 node, 2 allocated" in table, table[-300:])
+        return (f"{len(devices)} EFAs, held: " +
+                ", ".join(f"{d} by {c} ({p})" for d, (p, c) in sorted(held.items())))
+    finally:
+        delete([one_efa_pod(h) for h in holders])
+
+
 @scenario("device-plugin-style-extended-resource")
 def extended_resource():
     """A pod written for the EFA device plugin (resources.limits: vpc.amazonaws.com/efa: 2) is
@@ -623,6 +668,48 @@ def example_neuron_aligned():
         return f"{tree}: Neuron {neurons} and EFAs {seen} share devicegroup4_id {group}"
     finally:
         delete(path)
+
+
+def example_gpu_aligned_on(instance_type, example, pod_name, want_gpus, want_efas):
+    """Switches the node to `instance_type`'s hardware (the GPU double too) and runs that
+    family's aligned example: the GPUs and EFAs it gets share one PCIe root."""
+    tree = switch_node_tree(instance_type)
+    if os.path.exists(f"{WORK}/pids/accel-gpu.nvidia.com"):
+        stop_accel_double("gpu.nvidia.com")
+    kubectl("delete", "resourceslices", "--field-selector", "spec.driver=gpu.nvidia.com",
+            "--ignore-not-found")
+    start_accel_double("gpu.nvidia.com", "--sysfs-root", f"{node_tree()}/sys")
+    path = f"{EXAMPLES}/{example}"
+    apply(path)
+    try:
+        p = wait_pod_phase(pod_name)
+        claim = claim_of(p, "gpu-efa")
+        gpus, efas = allocated(claim, "gpu.nvidia.com"), allocated(claim)
+        check(len(gpus) == want_gpus and len(efas) == want_efas,
+              f"allocation: GPUs {gpus}, EFAs {efas}")
+        theirs = accel_devices("gpu.nvidia.com")
+        gpu_roots = {attribute(theirs[g], "resource.kubernetes.io/pcieRoot") for g in gpus}
+        ours = published_devices()
+        efa_roots = {attribute(ours[e], "resource.kubernetes.io/pcieRoot") for e in efas}
+        check(len(gpu_roots) == 1 and gpu_roots == efa_roots,
+              f"GPUs on {gpu_roots}, EFAs on {efa_roots}")
+        seen = expect_container_has(pod_name, "worker", efas)
+        return f"{tree}: GPUs {gpus} and EFAs {seen} on {gpu_roots.pop()}"
+    finally:
+        delete(path)
+
+
+@scenario("example-gpu-aligned-p4d")
+def example_gpu_aligned_p4d():
+    """2 GPUs + the 1 EFA of their root; runs after the p5 scenarios (it switches the tree)."""
+    return example_gpu_aligned_on("p4d.24xlarge", "gpu-efa-aligned-p4d.yaml", "nccl-worker-p4d",
+                                  2, 1)
+
+
+@scenario("example-gpu-aligned-p6-b200")
+def example_gpu_aligned_p6_b200():
+    return example_gpu_aligned_on("p6-b200.48xlarge", "gpu-efa-aligned-p6-b200.yaml",
+                                  "nccl-worker-p6-b200", 1, 1)
 
 
 def switch_node_tree(instance_type):
@@ -1166,12 +1253,14 @@ def helm_uninstall():
 # scenarios; the chart's own checks; then the switch to the trn2 tree; the uninstall last.
 ORDER = [
     "slices-and-deviceclass", "example-single-efa", "example-shared-claim", "example-gpu-aligned",
-    "example-all-efas", "all-efas-of-one-gpu-root", "device-plugin-style-extended-resource",
+    "example-all-efas", "all-efas-of-one-gpu-root", "status-shows-which-pod-holds-which-efa",
+    "device-plugin-style-extended-resource",
     "resilience-kill-9-driver", "resilience-delete-driver-pod", "resilience-kubelet-restart",
     "resilience-containerd-restart", "resilience-helm-upgrade-surge",
     "chart-lint-and-server-dry-run", "admission-policy-by-behaviour",
     "second-dra-net-driver-on-the-node", "aws-dranet-values-file", "migration-from-aws-dranet",
-    "example-neuron-aligned", "helm-uninstall-leaves-nothing",
+    "example-gpu-aligned-p4d", "example-gpu-aligned-p6-b200", "example-neuron-aligned",
+    "helm-uninstall-leaves-nothing",
 ]
 SCENARIOS.sort(key=lambda entry: ORDER.index(entry[0]))
 
