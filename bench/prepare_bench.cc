@@ -154,6 +154,7 @@ int main(int argc, char** argv) {
   efadra::claims::PreparerOptions preparer_options;
   preparer_options.node_name = kNode;
   preparer_options.dev_root = scratch + "/dev";
+  preparer_options.sysfs_root = scratch + "/sys";
   preparer_options.boot_id = "bench";
   efadra::claims::ClaimPreparer preparer(preparer_options, **client, *cdi_fs, *state_fs,
                                          [&] { return inventory; });

@@ -4,6 +4,8 @@
 
 #include <array>
 
+#include <nlohmann/json.hpp>
+
 namespace efadra::claims {
 namespace {
 
@@ -23,11 +25,16 @@ std::string Sha256Hex(std::string_view data) {
   return out;
 }
 
-nlohmann::json DeviceToJson(const PreparedDevice& device) {
+nlohmann::json ClaimToJson(const ClaimRef& claim) {
+  return {{"namespace", claim.namespace_name}, {"name", claim.name}, {"uid", claim.uid}};
+}
+
+nlohmann::json DeviceToJson(const CheckpointDevice& device) {
   nlohmann::json out = {{"requestNames", device.request_names},
                         {"poolName", device.pool_name},
                         {"deviceName", device.device_name},
-                        {"cdiDeviceIds", device.cdi_device_ids}};
+                        {"pciAddress", device.pci_address},
+                        {"adminAccess", device.admin_access}};
   if (device.share_id.has_value()) out["shareId"] = *device.share_id;
   return out;
 }
@@ -35,16 +42,12 @@ nlohmann::json DeviceToJson(const PreparedDevice& device) {
 // The checksummed body: everything but the checksum, in nlohmann's sorted-key dump.
 nlohmann::json Body(const ClaimCheckpoint& checkpoint) {
   nlohmann::json devices = nlohmann::json::array();
-  for (const PreparedDevice& device : checkpoint.devices) devices.push_back(DeviceToJson(device));
+  for (const CheckpointDevice& device : checkpoint.devices) devices.push_back(DeviceToJson(device));
   return {{"kind", kKind},
           {"schemaVersion", kCheckpointSchemaVersion},
           {"bootId", checkpoint.boot_id},
-          {"claim",
-           {{"namespace", checkpoint.claim.namespace_name},
-            {"name", checkpoint.claim.name},
-            {"uid", checkpoint.claim.uid}}},
-          {"devices", std::move(devices)},
-          {"cdiSpec", checkpoint.cdi_spec}};
+          {"claim", ClaimToJson(checkpoint.claim)},
+          {"devices", std::move(devices)}};
 }
 
 bool GetString(const nlohmann::json& object, const char* key, std::string* out) {
@@ -64,6 +67,16 @@ bool GetStrings(const nlohmann::json& object, const char* key, std::vector<std::
   return true;
 }
 
+// An optional string field: absent is fine, any other type is not.
+bool GetOptionalString(const nlohmann::json& object, const char* key,
+                       std::optional<std::string>* out) {
+  auto it = object.find(key);
+  if (it == object.end()) return true;
+  if (!it->is_string()) return false;
+  *out = it->get<std::string>();
+  return true;
+}
+
 }  // namespace
 
 std::string SerializeCheckpoint(const ClaimCheckpoint& checkpoint) {
@@ -76,14 +89,18 @@ Result<ClaimCheckpoint> ParseCheckpoint(std::string_view content, std::string_vi
   const std::string where = "checkpoint " + std::string(source);
   nlohmann::json doc = nlohmann::json::parse(content, nullptr, /*allow_exceptions=*/false);
   if (doc.is_discarded() || !doc.is_object()) return DataLossError(where + ": not a JSON object");
-  auto version = doc.find("schemaVersion");
-  if (version == doc.end() || !version->is_number_integer()) {
+  auto version_it = doc.find("schemaVersion");
+  if (version_it == doc.end() || !version_it->is_number_integer()) {
     return DataLossError(where + ": no schemaVersion");
   }
-  if (version->get<int64_t>() > kCheckpointSchemaVersion) {
-    return UnimplementedError(where + ": schemaVersion " + std::to_string(version->get<int64_t>()) +
+  const int64_t version = version_it->get<int64_t>();
+  if (version > kCheckpointSchemaVersion) {
+    return UnimplementedError(where + ": schemaVersion " + std::to_string(version) +
                               " is newer than this driver understands (" +
                               std::to_string(kCheckpointSchemaVersion) + ")");
+  }
+  if (version < 1) {
+    return DataLossError(where + ": schemaVersion " + std::to_string(version) + " is invalid");
   }
   std::string kind, checksum;
   if (!GetString(doc, "kind", &kind) || kind != kKind) {
@@ -92,30 +109,62 @@ Result<ClaimCheckpoint> ParseCheckpoint(std::string_view content, std::string_vi
   if (!GetString(doc, "checksum", &checksum)) return DataLossError(where + ": no checksum");
 
   ClaimCheckpoint checkpoint;
+  checkpoint.schema_version = static_cast<int>(version);
   const nlohmann::json claim = doc.value("claim", nlohmann::json());
   if (!claim.is_object() || !GetString(claim, "namespace", &checkpoint.claim.namespace_name) ||
       !GetString(claim, "name", &checkpoint.claim.name) ||
-      !GetString(claim, "uid", &checkpoint.claim.uid) || !GetString(doc, "bootId", &checkpoint.boot_id)) {
+      !GetString(claim, "uid", &checkpoint.claim.uid) ||
+      !GetString(doc, "bootId", &checkpoint.boot_id)) {
     return DataLossError(where + ": claim or bootId missing");
   }
   auto devices = doc.find("devices");
   if (devices == doc.end() || !devices->is_array()) return DataLossError(where + ": no devices");
+  // Schema 1 stored CDI ids per device and the whole spec; they count for the checksum only.
+  nlohmann::json schema1_devices = nlohmann::json::array();
   for (const auto& item : *devices) {
-    PreparedDevice device;
+    CheckpointDevice device;
     if (!item.is_object() || !GetStrings(item, "requestNames", &device.request_names) ||
         !GetString(item, "poolName", &device.pool_name) ||
-        !GetString(item, "deviceName", &device.device_name) ||
-        !GetStrings(item, "cdiDeviceIds", &device.cdi_device_ids)) {
+        !GetString(item, "deviceName", &device.device_name) || device.device_name.empty() ||
+        !GetOptionalString(item, "shareId", &device.share_id)) {
       return DataLossError(where + ": malformed device entry");
     }
-    std::string share_id;
-    if (GetString(item, "shareId", &share_id)) device.share_id = share_id;
+    if (version == 1) {
+      std::vector<std::string> cdi_ids;
+      if (!GetStrings(item, "cdiDeviceIds", &cdi_ids)) {
+        return DataLossError(where + ": malformed device entry");
+      }
+      nlohmann::json stored = {{"requestNames", device.request_names},
+                               {"poolName", device.pool_name},
+                               {"deviceName", device.device_name},
+                               {"cdiDeviceIds", cdi_ids}};
+      if (device.share_id.has_value()) stored["shareId"] = *device.share_id;
+      schema1_devices.push_back(std::move(stored));
+    } else {
+      auto admin = item.find("adminAccess");
+      if (!GetString(item, "pciAddress", &device.pci_address) || device.pci_address.empty() ||
+          admin == item.end() || !admin->is_boolean()) {
+        return DataLossError(where + ": malformed device entry");
+      }
+      device.admin_access = admin->get<bool>();
+    }
     checkpoint.devices.push_back(std::move(device));
   }
-  checkpoint.cdi_spec = doc.value("cdiSpec", nlohmann::json());
   // Recompute over the parsed body: any flipped byte in a value changes the digest.
-  const std::string expected = "sha256:" + Sha256Hex(Body(checkpoint).dump());
-  if (checksum != expected) return DataLossError(where + ": checksum mismatch (file corrupted)");
+  nlohmann::json body;
+  if (version == 1) {
+    body = {{"kind", kKind},
+            {"schemaVersion", 1},
+            {"bootId", checkpoint.boot_id},
+            {"claim", ClaimToJson(checkpoint.claim)},
+            {"devices", std::move(schema1_devices)},
+            {"cdiSpec", doc.value("cdiSpec", nlohmann::json())}};
+  } else {
+    body = Body(checkpoint);
+  }
+  if (checksum != "sha256:" + Sha256Hex(body.dump())) {
+    return DataLossError(where + ": checksum mismatch (file corrupted)");
+  }
   return checkpoint;
 }
 

@@ -8,17 +8,21 @@
 #include <thread>
 #include <unordered_map>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include "efadra/claims/allocation.h"
 #include "efadra/claims/cdi_spec.h"
 #include "efadra/claims/checkpoint.h"
+#include "efadra/discovery/sysfs_values.h"
 #include "efadra/slices/resource_slices.h"
 
 namespace efadra::claims {
 namespace {
 
 constexpr char kCheckpointDir[] = "/checkpoints";
+constexpr char kRdmaCmSysfs[] = "/class/misc/rdma_cm/dev";
+constexpr char kRdmaCmDev[] = "/infiniband/rdma_cm";
 constexpr size_t kMaxNameLength = 253;  // DNS subdomain, the longest a claim name can be
 constexpr size_t kMaxUidLength = 128;   // UIDs are 36-char UUIDs; leave room, refuse garbage
 
@@ -46,9 +50,31 @@ Status ValidateClaimRef(const ClaimRef& claim) {
   return Status::Ok();
 }
 
+// `status` with "<what>: " in front, e.g. "prepare claim train/w (uid u): device ...".
+Status For(const std::string& what, const Status& status) {
+  return status.ok() ? status : Status(status.code(), what + ": " + status.message());
+}
+
 std::string CheckpointPath(std::string_view uid) {
   return std::string(kCheckpointDir) + "/" + std::string(uid) + ".json";
 }
+
+// Reservation keys: a device is held by its identity and by the char device number its spec
+// injects. The number matters on its own: after a renumbering while claims stay prepared, an
+// older spec still names a number the kernel now gives another device.
+std::string DeviceKey(const std::string& device_name) { return "device " + device_name; }
+std::string NumberKey(const discovery::CharDeviceNumber& number) {
+  return "char device " + std::to_string(number.major) + ":" + std::to_string(number.minor);
+}
+
+// What a claim's checkpoint resolves to on the current inventory: its answer, its spec and
+// the keys it holds exclusively.
+struct Resolved {
+  std::vector<PreparedDevice> answer;
+  nlohmann::json spec;  // null when the claim has no devices of ours (no spec file)
+  std::set<std::string> exclusive_keys;
+  std::vector<std::string> pci_addresses;  // per checkpoint device, as found now
+};
 
 }  // namespace
 
@@ -60,7 +86,9 @@ class ClaimPreparer::Impl {
         client_(client),
         cdi_fs_(cdi_fs),
         state_fs_(state_fs),
-        inventory_(std::move(inventory)) {}
+        inventory_(std::move(inventory)),
+        sysfs_(core::NewPosixFilesystem(options_.sysfs_root)),
+        dev_(core::NewPosixFilesystem(options_.dev_root)) {}
 
   Status Start(std::vector<std::string>* warnings) {
     EFADRA_RETURN_IF_ERROR(state_fs_.CreateDirectories(kCheckpointDir).WithContext("state dir"));
@@ -119,8 +147,14 @@ class ClaimPreparer::Impl {
         warn("skipping " + checkpoint.status().message());
         continue;
       }
-      Status restored = Restore(std::move(*checkpoint));
-      if (!restored.ok()) warn(restored.message());
+      // The file name decides which claim an unprepare removes; content for another claim
+      // would answer, and reserve devices, for a claim it was not written for.
+      if (checkpoint->claim.uid != uid) {
+        warn("skipping checkpoint " + state_fs_.HostPath(path) + ": the file is named for claim "
+             "UID " + uid + " but holds " + Describe(checkpoint->claim) + "; not adopted");
+        continue;
+      }
+      if (auto restored = Restore(std::move(*checkpoint)); !restored.empty()) warn(restored);
     }
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = prepared_.begin(); it != prepared_.end();) {
@@ -137,7 +171,10 @@ class ClaimPreparer::Impl {
 
   PrepareResult PrepareOne(const ClaimRef& ref) {
     if (Status valid = ValidateClaimRef(ref); !valid.ok()) return {valid, {}};
-    if (auto done = PreparedAnswer(ref)) return *std::move(done);
+    {
+      ClaimLock claim_lock(*this, ref.uid);
+      if (auto done = PreparedAnswer(ref)) return *std::move(done);
+    }
 
     // The API round trip happens outside every lock: it is the slow part.
     auto claim = client_.Get("/apis/resource.k8s.io/v1/namespaces/" + ref.namespace_name +
@@ -168,51 +205,106 @@ class ClaimPreparer::Impl {
     return PrepareLocked(ref, *results);
   }
 
+  // Removes the claim's spec and checkpoint by UID whether or not this process knows the
+  // claim: a leftover (a failed restore, a file a downgrade could not read, a twin's write)
+  // would otherwise come back at the next start and block its devices.
   Status UnprepareOne(const ClaimRef& ref) {
     if (Status valid = ValidateClaimRef(ref); !valid.ok()) return valid;
     ClaimLock claim_lock(*this, ref.uid);
-    std::optional<ClaimCheckpoint> checkpoint;
+    bool known = false;
     {
       std::lock_guard<std::mutex> lock(mu_);
-      auto it = prepared_.find(ref.uid);
-      if (it == prepared_.end()) return Status::Ok();  // never prepared, or already unprepared
-      checkpoint = it->second;
+      known = prepared_.count(ref.uid) != 0;
     }
+    const std::string checkpoint_path = CheckpointPath(ref.uid);
+    const bool leftover = !known && state_fs_.Exists(checkpoint_path);
     // Spec first, checkpoint last: if we crash in between, the checkpoint still says what to
     // clean up and a repeated unprepare finishes the job.
     EFADRA_RETURN_IF_ERROR(
         cdi_fs_.RemoveFile("/" + CdiSpecFileName(options_.driver_name, ref.uid))
             .WithContext("unprepare " + Describe(ref) + ": remove CDI spec"));
-    EFADRA_RETURN_IF_ERROR(state_fs_.RemoveFile(CheckpointPath(ref.uid))
+    EFADRA_RETURN_IF_ERROR(state_fs_.RemoveFile(checkpoint_path)
                                .WithContext("unprepare " + Describe(ref) + ": remove checkpoint"));
-    std::lock_guard<std::mutex> lock(mu_);
-    Forget(*checkpoint);
-    spdlog::info("unprepared {}", Describe(ref));
+    // Until the directory is on disk, a power loss can bring the checkpoint back.
+    EFADRA_RETURN_IF_ERROR(state_fs_.SyncDirectory(kCheckpointDir)
+                               .WithContext("unprepare " + Describe(ref) + ": checkpoint dir"));
+    if (known) {
+      std::lock_guard<std::mutex> lock(mu_);
+      ForgetUid(ref.uid);
+      spdlog::info("unprepared {}", Describe(ref));
+    } else if (leftover) {
+      spdlog::info("unprepared {}: removed the checkpoint this process had not restored",
+                   Describe(ref));
+    }
     return Status::Ok();
   }
 
   std::vector<std::string> PreparedClaimUids() const {
     std::lock_guard<std::mutex> lock(mu_);
     std::vector<std::string> uids;
-    for (const auto& [uid, checkpoint] : prepared_) uids.push_back(uid);
+    for (const auto& [uid, claim] : prepared_) uids.push_back(uid);
     return uids;
   }
 
  private:
-  // The stored answer for an already prepared claim, making sure its CDI spec still exists
-  // (/var/run/cdi may have been wiped). nullopt when the claim is not prepared.
-  std::optional<PrepareResult> PreparedAnswer(const ClaimRef& ref) {
+  struct Prepared {
     ClaimCheckpoint checkpoint;
+    std::vector<PreparedDevice> answer;
+    // Non-OK while the claim's spec cannot be built (a device is gone): each prepare tries to
+    // build it again and answers this error while it still fails.
+    Status unavailable;
+    std::set<std::string> keys;  // the reservation keys this claim holds exclusively
+  };
+
+  // The answer for an already prepared claim, rebuilding its spec from the current inventory
+  // when it is missing (/var/run/cdi wiped) or could not be built before. nullopt when the
+  // claim is not prepared. Requires the claim's ClaimLock.
+  std::optional<PrepareResult> PreparedAnswer(const ClaimRef& ref) {
+    Prepared prepared;
     {
       std::lock_guard<std::mutex> lock(mu_);
       auto it = prepared_.find(ref.uid);
       if (it == prepared_.end()) return std::nullopt;
-      checkpoint = it->second;
+      prepared = it->second;
     }
-    if (Status spec = EnsureSpec(checkpoint); !spec.ok()) {
-      return PrepareResult{spec.WithContext("prepare " + Describe(ref)), {}};
+    const bool has_spec = !prepared.checkpoint.devices.empty();
+    if (prepared.unavailable.ok() && (!has_spec || cdi_fs_.Exists(SpecPath(ref.uid)))) {
+      return PrepareResult{Status::Ok(), prepared.answer};
     }
-    return PrepareResult{Status::Ok(), checkpoint.devices};
+    auto rebuilt = Rebuild(prepared.checkpoint);
+    if (!rebuilt.ok()) return PrepareResult{For("prepare " + Describe(ref), rebuilt.status()), {}};
+    return PrepareResult{Status::Ok(), *std::move(rebuilt)};
+  }
+
+  // Writes a known claim's spec afresh from the current inventory, moves its reservation to
+  // the numbers that spec injects and returns its answer. Requires the claim's ClaimLock.
+  Result<std::vector<PreparedDevice>> Rebuild(const ClaimCheckpoint& checkpoint) {
+    auto resolved = Resolve(checkpoint);
+    if (!resolved.ok()) {
+      RemoveSpec(checkpoint.claim.uid);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = prepared_.find(checkpoint.claim.uid); it != prepared_.end()) {
+        it->second.unavailable = resolved.status();
+      }
+      return resolved.status();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (Status free = CheckFree(checkpoint.claim.uid, resolved->exclusive_keys); !free.ok()) {
+        return free;
+      }
+      auto it = prepared_.find(checkpoint.claim.uid);
+      if (it == prepared_.end()) {  // a twin unprepared it while the inventory was read
+        return FailedPreconditionError("unprepared meanwhile; the kubelet retries");
+      }
+      Release(it->first, it->second.keys);
+      Hold(it->first, resolved->exclusive_keys);
+      it->second.keys = resolved->exclusive_keys;
+      it->second.answer = resolved->answer;
+      it->second.unavailable = Status::Ok();
+    }
+    EFADRA_RETURN_IF_ERROR(WriteSpec(checkpoint.claim.uid, resolved->spec));
+    return resolved->answer;
   }
 
   PrepareResult PrepareLocked(const ClaimRef& ref, const std::vector<AllocationResult>& results) {
@@ -224,7 +316,6 @@ class ClaimPreparer::Impl {
     ClaimCheckpoint checkpoint;
     checkpoint.claim = ref;
     checkpoint.boot_id = options_.boot_id;
-    std::vector<CdiDeviceInput> cdi_inputs;
     for (const AllocationResult& result : results) {
       auto it = by_name.find(result.device);
       if (it == by_name.end()) {
@@ -232,113 +323,256 @@ class ClaimPreparer::Impl {
                               " is not on node " + options_.node_name),
                 {}};
       }
-      PreparedDevice prepared;
-      prepared.request_names = {BaseRequestName(result.request)};
-      prepared.pool_name = options_.node_name;
-      prepared.device_name = result.device;
-      prepared.cdi_device_ids = {CdiDeviceId(options_.driver_name, ref.uid, result.device)};
-      prepared.share_id = result.share_id;
-      checkpoint.devices.push_back(std::move(prepared));
-      if (std::none_of(cdi_inputs.begin(), cdi_inputs.end(),
-                       [&](const CdiDeviceInput& in) { return in.device_name == result.device; })) {
-        cdi_inputs.push_back({result.device, it->second});
-      }
+      CheckpointDevice device;
+      device.request_names = {BaseRequestName(result.request)};
+      device.pool_name = options_.node_name;
+      device.device_name = result.device;
+      device.pci_address = it->second->pci_address;
+      device.share_id = result.share_id;
+      device.admin_access = result.admin_access;
+      checkpoint.devices.push_back(std::move(device));
     }
-    if (!cdi_inputs.empty()) {
-      checkpoint.cdi_spec = BuildCdiSpec(options_.driver_name, ref.uid, cdi_inputs,
-                                         options_.dev_root, RdmaCm());
-    }
+    auto resolved = Resolve(checkpoint, *inventory);
+    if (!resolved.ok()) return {For("prepare " + Describe(ref), resolved.status()), {}};
 
     // Reserve the devices before touching the disk, so two claims can never both get one.
-    std::set<std::string> exclusive;
-    for (const AllocationResult& result : results) {
-      if (!result.admin_access) exclusive.insert(result.device);
-    }
     {
       std::lock_guard<std::mutex> lock(mu_);
-      for (const std::string& device : exclusive) {
-        auto owner = owners_.find(device);
-        if (owner != owners_.end() && owner->second != ref.uid) {
-          const ClaimRef& other = prepared_.at(owner->second).claim;
-          return {FailedPreconditionError("prepare " + Describe(ref) + ": device " + device +
-                                          " is already prepared for " + Describe(other)),
-                  {}};
-        }
+      if (Status free = CheckFree(ref.uid, resolved->exclusive_keys); !free.ok()) {
+        return {For("prepare " + Describe(ref), free), {}};
       }
-      checkpoint.claim = ref;
-      Remember(checkpoint, exclusive);
+      prepared_[ref.uid] = {checkpoint, resolved->answer, Status::Ok(), resolved->exclusive_keys};
+      Hold(ref.uid, resolved->exclusive_keys);
     }
 
     Status written = state_fs_.WriteFileAtomic(CheckpointPath(ref.uid),
                                                SerializeCheckpoint(checkpoint), {.durable = true});
-    if (written.ok()) written = EnsureSpec(checkpoint, /*force=*/true);
+    if (written.ok()) written = WriteSpec(ref.uid, resolved->spec);
     if (!written.ok()) {
       // Nothing may stay half-prepared: drop the reservation and whatever reached the disk.
       state_fs_.RemoveFile(CheckpointPath(ref.uid)).IgnoreError();
       std::lock_guard<std::mutex> lock(mu_);
-      Forget(checkpoint);
+      ForgetUid(ref.uid);
       return {written.WithContext("prepare " + Describe(ref)), {}};
     }
-    spdlog::info("prepared {}: {} device(s)", Describe(ref), checkpoint.devices.size());
-    return {Status::Ok(), checkpoint.devices};
+    spdlog::info("prepared {}: {} device(s)", Describe(ref), resolved->answer.size());
+    return {Status::Ok(), resolved->answer};
   }
 
-  // Writes the claim's CDI spec when it is missing (or always, with force).
-  Status EnsureSpec(const ClaimCheckpoint& checkpoint, bool force = false) {
-    if (checkpoint.cdi_spec.is_null()) return Status::Ok();
-    const std::string path = "/" + CdiSpecFileName(options_.driver_name, checkpoint.claim.uid);
-    if (!force && cdi_fs_.Exists(path)) return Status::Ok();
+  Result<Resolved> Resolve(const ClaimCheckpoint& checkpoint) const {
+    auto inventory = inventory_();
+    return Resolve(checkpoint, *inventory);
+  }
+
+  // The answer, the spec (from `inventory`, never from the checkpoint) and the reservation
+  // keys of a claim. kNotFound naming the device when a device is not on this node now (gone,
+  // renamed, another node's pool); the caller names the claim.
+  Result<Resolved> Resolve(const ClaimCheckpoint& checkpoint,
+                           const discovery::Inventory& inventory) const {
+    const ClaimRef& ref = checkpoint.claim;
+    Resolved out;
+    std::vector<CdiDeviceInput> cdi_inputs;
+    for (const CheckpointDevice& device : checkpoint.devices) {
+      // By PCI address, the identity that survives renumbering; a schema-1 file has only the
+      // name, which is derived from the address anyway.
+      const discovery::EfaDevice* found = nullptr;
+      for (const auto& candidate : inventory.devices) {
+        const bool same = device.pci_address.empty()
+                              ? slices::DeviceName(candidate.pci_address) == device.device_name
+                              : candidate.pci_address == device.pci_address;
+        if (same) {
+          found = &candidate;
+          break;
+        }
+      }
+      const std::string what =
+          "device " + device.device_name +
+          (device.pci_address.empty() ? "" : " (PCI " + device.pci_address + ")");
+      if (found == nullptr || device.pool_name != options_.node_name) {
+        return NotFoundError(what + " is not on node " + options_.node_name + " any more");
+      }
+      if (slices::DeviceName(found->pci_address) != device.device_name) {
+        return DataLossError(what + ": the name does not belong to that PCI address");
+      }
+      out.pci_addresses.push_back(found->pci_address);
+      PreparedDevice prepared;
+      prepared.request_names = device.request_names;
+      prepared.pool_name = device.pool_name;
+      prepared.device_name = device.device_name;
+      prepared.cdi_device_ids = {CdiDeviceId(options_.driver_name, ref.uid, device.device_name)};
+      prepared.share_id = device.share_id;
+      out.answer.push_back(std::move(prepared));
+      if (!device.admin_access) {
+        out.exclusive_keys.insert(DeviceKey(device.device_name));
+        out.exclusive_keys.insert(NumberKey(found->uverbs_dev));
+      }
+      if (std::none_of(cdi_inputs.begin(), cdi_inputs.end(), [&](const CdiDeviceInput& in) {
+            return in.device_name == device.device_name;
+          })) {
+        cdi_inputs.push_back({device.device_name, found});
+      }
+    }
+    if (!cdi_inputs.empty()) {
+      EFADRA_ASSIGN_OR_RETURN(auto rdma_cm, RdmaCm());
+      out.spec =
+          BuildCdiSpec(options_.driver_name, ref.uid, cdi_inputs, options_.dev_root, rdma_cm);
+    }
+    return out;
+  }
+
+  // Re-registers a checkpoint found on disk and writes its spec from the current inventory.
+  // Returns a warning ("" when none). A claim whose devices cannot be resolved stays known
+  // (the kubelet believes it prepared and will unprepare it), keeps its devices reserved by
+  // name, has no spec, and fails its prepares with the reason until they come back.
+  std::string Restore(ClaimCheckpoint checkpoint) {
+    const ClaimRef ref = checkpoint.claim;
+    const std::string what = "restore " + Describe(ref);
+    if (Status valid = ValidateClaimRef(ref); !valid.ok()) return valid.WithContext(what).message();
+    ClaimLock claim_lock(*this, ref.uid);
+    std::vector<std::string> problems;
+    auto resolved = Resolve(checkpoint);
+    if (resolved.ok()) {
+      // A schema-1 file named devices only; the address found now makes it current.
+      for (size_t i = 0; i < checkpoint.devices.size(); ++i) {
+        checkpoint.devices[i].pci_address = resolved->pci_addresses[i];
+      }
+    }
+    const bool addressed =
+        std::none_of(checkpoint.devices.begin(), checkpoint.devices.end(),
+                     [](const CheckpointDevice& device) { return device.pci_address.empty(); });
+    if (checkpoint.boot_id != options_.boot_id && addressed) {
+      checkpoint.boot_id = options_.boot_id;
+      Status written = state_fs_.WriteFileAtomic(CheckpointPath(ref.uid),
+                                                 SerializeCheckpoint(checkpoint),
+                                                 {.durable = true});
+      // Not fatal: the claim is restored either way and the boot id is only a hint.
+      if (!written.ok()) problems.push_back(written.WithContext("record boot id").message());
+    }
+    Prepared prepared{checkpoint, {}, Status::Ok(), {}};
+    if (resolved.ok()) {
+      prepared.answer = resolved->answer;
+      prepared.keys = resolved->exclusive_keys;
+    } else {
+      // The old spec may name numbers the kernel now gives other devices: never leave it.
+      RemoveSpec(ref.uid);
+      prepared.unavailable = resolved.status();
+      problems.push_back(resolved.status().message());
+      for (const CheckpointDevice& device : checkpoint.devices) {
+        if (!device.admin_access) prepared.keys.insert(DeviceKey(device.device_name));
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const std::string& key : prepared.keys) {
+        auto holders = holders_.find(key);
+        if (holders == holders_.end()) continue;
+        for (const std::string& other : holders->second) {
+          if (other == ref.uid) continue;
+          // Both were prepared and stay so (their pods run with the device); no third claim
+          // gets it until every holder is unprepared. Which file is wrong cannot be told here.
+          const Prepared& held = prepared_.at(other);
+          const bool schema1 =
+              checkpoint.schema_version == 1 || held.checkpoint.schema_version == 1;
+          problems.push_back(Describe(held.checkpoint.claim) + " holds " + key + " too" +
+                             (schema1 ? " (schema-1 checkpoints do not record adminAccess)" : ""));
+        }
+      }
+      Hold(ref.uid, prepared.keys);
+      prepared_[ref.uid] = prepared;
+    }
+    if (resolved.ok()) {
+      if (Status spec = WriteSpecIfChanged(ref.uid, resolved->spec); !spec.ok()) {
+        problems.push_back(spec.message());
+      }
+    }
+    if (problems.empty()) return "";
+    std::string out = what + ": ";
+    for (size_t i = 0; i < problems.size(); ++i) out += (i ? "; " : "") + problems[i];
+    return out;
+  }
+
+  std::string SpecPath(const std::string& uid) const {
+    return "/" + CdiSpecFileName(options_.driver_name, uid);
+  }
+
+  void RemoveSpec(const std::string& uid) { cdi_fs_.RemoveFile(SpecPath(uid)).IgnoreError(); }
+
+  Status WriteSpec(const std::string& uid, const nlohmann::json& spec) {
+    if (spec.is_null()) return Status::Ok();
     // Not durable: /var/run/cdi is a tmpfs and the checkpoint can always rebuild it.
-    return cdi_fs_.WriteFileAtomic(path, checkpoint.cdi_spec.dump(2) + "\n", {.durable = false})
+    return cdi_fs_.WriteFileAtomic(SpecPath(uid), spec.dump(2) + "\n", {.durable = false})
         .WithContext("write CDI spec");
   }
 
-  // Re-registers a checkpoint found at start; rewrites its spec after a reboot or a wipe.
-  Status Restore(ClaimCheckpoint checkpoint) {
-    const std::string what = "restore " + Describe(checkpoint.claim);
-    if (Status valid = ValidateClaimRef(checkpoint.claim); !valid.ok()) {
-      return valid.WithContext(what);
+  // A restart in the same boot usually finds the same spec: then nothing is written.
+  Status WriteSpecIfChanged(const std::string& uid, const nlohmann::json& spec) {
+    if (spec.is_null()) return Status::Ok();
+    auto current = cdi_fs_.ReadFile(SpecPath(uid));
+    if (current.ok() && *current == spec.dump(2) + "\n") return Status::Ok();
+    if (current.ok()) {
+      spdlog::warn("CDI spec {} differed from the devices of this node now (renumbered uverbs or "
+                   "rdma_cm?); rewritten. Containers started before keep their old nodes.",
+                   cdi_fs_.HostPath(SpecPath(uid)));
     }
-    const bool rebooted = checkpoint.boot_id != options_.boot_id;
-    if (rebooted) {
-      checkpoint.boot_id = options_.boot_id;
-      EFADRA_RETURN_IF_ERROR(
-          state_fs_
-              .WriteFileAtomic(CheckpointPath(checkpoint.claim.uid),
-                               SerializeCheckpoint(checkpoint), {.durable = true})
-              .WithContext(what));
+    return WriteSpec(uid, spec);
+  }
+
+  // The kernel's rdma_cm number, read every time (its minor is dynamic): sysfs first, as for
+  // uverbs (discovery treats sysfs as authoritative), else the node under --dev-root. nullopt
+  // when the host has neither; kDataLoss naming the file when sysfs holds garbage.
+  Result<std::optional<HostCharDevice>> RdmaCm() const {
+    auto text = sysfs_->ReadFile(kRdmaCmSysfs);
+    if (text.ok()) {
+      auto number = discovery::ParseDevNumber(*text);
+      if (!number.ok()) {
+        return DataLossError("rdma_cm: " + sysfs_->HostPath(kRdmaCmSysfs) + ": " +
+                             number.status().message());
+      }
+      return std::optional<HostCharDevice>(HostCharDevice{number->major, number->minor});
     }
-    EFADRA_RETURN_IF_ERROR(EnsureSpec(checkpoint, rebooted).WithContext(what));
-    std::set<std::string> exclusive;
-    for (const auto& device : checkpoint.devices) exclusive.insert(device.device_name);
-    std::lock_guard<std::mutex> lock(mu_);
-    Remember(checkpoint, exclusive);
+    auto info = dev_->Stat(kRdmaCmDev);
+    if (!info.ok() || info->type != core::FileType::kCharDevice) {
+      return std::optional<HostCharDevice>();
+    }
+    return std::optional<HostCharDevice>(HostCharDevice{info->device_major, info->device_minor});
+  }
+
+  // kFailedPrecondition naming the key and its holder when a claim other than `uid` holds one
+  // of `keys`. Requires mu_.
+  Status CheckFree(const std::string& uid, const std::set<std::string>& keys) const {
+    for (const std::string& key : keys) {
+      auto holders = holders_.find(key);
+      if (holders == holders_.end()) continue;
+      for (const std::string& other : holders->second) {
+        if (other == uid) continue;
+        return FailedPreconditionError(key + " is already prepared for " +
+                                       Describe(prepared_.at(other).checkpoint.claim));
+      }
+    }
     return Status::Ok();
   }
 
-  std::optional<HostCharDevice> RdmaCm() const {
-    // dev_root is a host path; a fresh rooted view keeps this independent of the CDI root.
-    auto dev = core::NewPosixFilesystem(options_.dev_root);
-    auto info = dev->Stat("/infiniband/rdma_cm");
-    if (!info.ok() || info->type != core::FileType::kCharDevice) return std::nullopt;
-    return HostCharDevice{info->device_major, info->device_minor};
+  // Requires mu_.
+  void Hold(const std::string& uid, const std::set<std::string>& keys) {
+    for (const std::string& key : keys) holders_[key].insert(uid);
   }
 
   // Requires mu_.
-  void Remember(const ClaimCheckpoint& checkpoint, const std::set<std::string>& exclusive) {
-    prepared_[checkpoint.claim.uid] = checkpoint;
-    for (const std::string& device : exclusive) owners_[device] = checkpoint.claim.uid;
+  void Release(const std::string& uid, const std::set<std::string>& keys) {
+    for (const std::string& key : keys) {
+      auto it = holders_.find(key);
+      if (it == holders_.end()) continue;
+      it->second.erase(uid);
+      if (it->second.empty()) holders_.erase(it);
+    }
   }
-
-  // Requires mu_.
-  void Forget(const ClaimCheckpoint& checkpoint) { ForgetUid(checkpoint.claim.uid); }
 
   // Requires mu_.
   void ForgetUid(const std::string& uid) {
-    for (auto it = owners_.begin(); it != owners_.end();) {
-      it = it->second == uid ? owners_.erase(it) : std::next(it);
-    }
-    prepared_.erase(uid);
+    auto it = prepared_.find(uid);
+    if (it == prepared_.end()) return;
+    Release(uid, it->second.keys);
+    prepared_.erase(it);
   }
 
   // Serialises work on one claim: held for a whole prepare or unprepare of that claim. The
@@ -380,10 +614,15 @@ class ClaimPreparer::Impl {
   core::Filesystem& cdi_fs_;
   core::Filesystem& state_fs_;
   const InventoryProvider inventory_;
+  // Rooted views for rdma_cm; the device model (discovery) covers only the EFAs themselves.
+  const std::unique_ptr<core::Filesystem> sysfs_;
+  const std::unique_ptr<core::Filesystem> dev_;
 
   mutable std::mutex mu_;
-  std::unordered_map<std::string, ClaimCheckpoint> prepared_;  // by claim UID; guarded by mu_
-  std::unordered_map<std::string, std::string> owners_;  // device -> claim UID; guarded by mu_
+  std::unordered_map<std::string, Prepared> prepared_;  // by claim UID; guarded by mu_
+  // Reservation key (DeviceKey, NumberKey) -> UIDs holding it exclusively; guarded by mu_. More
+  // than one holder only after restoring conflicting checkpoints; a prepare never adds one.
+  std::unordered_map<std::string, std::set<std::string>> holders_;
   std::unordered_map<std::string, std::unique_ptr<PerClaim>> claim_locks_;  // guarded by mu_
 };
 

@@ -321,6 +321,7 @@ int Run(RunFlags flags) {
   preparer_options.driver_name = flags.driver_name;
   preparer_options.node_name = flags.node_name;
   preparer_options.dev_root = flags.dev_root;
+  preparer_options.sysfs_root = flags.sysfs_root;
   preparer_options.boot_id = *boot_id;
   claims::ClaimPreparer preparer(preparer_options, **client, *cdi_fs, *state_fs,
                                  [&inventory] { return inventory.Latest(); });

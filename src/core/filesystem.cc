@@ -187,6 +187,15 @@ class PosixFilesystem final : public Filesystem {
     return Status::Ok();
   }
 
+  Status SyncDirectory(std::string_view path) override {
+    const std::string host = HostPath(path);
+    int dir_fd = ::open(host.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) return ErrnoStatus(errno, "open directory", host);
+    FdCloser dir_closer(dir_fd);
+    if (::fsync(dir_fd) != 0) return ErrnoStatus(errno, "fsync directory", host);
+    return Status::Ok();
+  }
+
   Status CreateDirectories(std::string_view path) override {
     const std::string host = HostPath(path);
     std::string partial;

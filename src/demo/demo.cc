@@ -213,6 +213,7 @@ Status RunDemo(const DemoOptions& options, std::ostream& out) {
   preparer_options.driver_name = kDriver;
   preparer_options.node_name = options.node_name;
   preparer_options.dev_root = dir.Sub("dev");
+  preparer_options.sysfs_root = dir.Sub("sys");
   preparer_options.boot_id = "demo-boot";
   claims::ClaimPreparer preparer(preparer_options, *client, *cdi_fs, *state_fs,
                                  [&] { return inventory; });

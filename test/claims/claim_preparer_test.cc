@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
+#include <stdexcept>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -46,7 +48,7 @@ class ClaimPreparerTest : public ::testing::Test {
   std::unique_ptr<ClaimPreparer> NewPreparer(const std::string& boot_id,
                                              std::vector<std::string>* warnings = nullptr) {
     auto preparer = std::make_unique<ClaimPreparer>(
-        testing::FixturePreparerOptions(dir_.Sub("dev"), boot_id), *client_, *cdi_, *state_,
+        testing::FixturePreparerOptions(dir_.path(), boot_id), *client_, *cdi_, *state_,
                                                     [this] { return inventory_; });
     Status started = preparer->Start(warnings);
     EXPECT_TRUE(started.ok()) << started.ToString();
@@ -82,6 +84,54 @@ class ClaimPreparerTest : public ::testing::Test {
   }
   std::string CheckpointPath(const std::string& uid) const {
     return dir_.Sub("state/checkpoints/" + uid + ".json");
+  }
+
+  // Renumbers two EFAs the way a reboot or an `efa` module reload can: their uverbs nodes swap
+  // (each infiniband_verbs/uverbsN keeps its dev number but now names the other device), then
+  // discovers the changed tree.
+  void SwapUverbs(const discovery::EfaDevice& a, const discovery::EfaDevice& b) {
+    const std::string a_dir = dir_.Sub("sys/class/infiniband_verbs/" + a.UverbsName());
+    const std::string b_dir = dir_.Sub("sys/class/infiniband_verbs/" + b.UverbsName());
+    efadra::testing::WriteFileOrDie(a_dir + "/ibdev", b.rdma_device + "\n");
+    efadra::testing::WriteFileOrDie(b_dir + "/ibdev", a.rdma_device + "\n");
+    inventory_ = testing::DiscoverTree(dir_.path());
+  }
+
+  // The kernel's rdma_cm number, as sysfs shows it (class/misc/rdma_cm/dev).
+  void SetRdmaCm(uint32_t major, uint32_t minor) {
+    efadra::testing::WriteFileOrDie(dir_.Sub("sys/class/misc/rdma_cm/dev"),
+                                    std::to_string(major) + ":" + std::to_string(minor) + "\n");
+  }
+
+  const discovery::EfaDevice& DeviceNamed(const std::string& name) const {
+    for (const auto& d : inventory_->devices) {
+      if (slices::DeviceName(d.pci_address) == name) return d;
+    }
+    throw std::runtime_error("no device " + name);
+  }
+
+  // Every char device node a claim's spec injects: "path major:minor", spec-level edits too.
+  std::vector<std::string> SpecNodes(const std::string& uid) const {
+    auto spec = nlohmann::json::parse(efadra::testing::ReadFileOrEmpty(SpecPath(uid)), nullptr,
+                                      false);
+    std::vector<std::string> nodes;
+    if (spec.is_discarded() || !spec.is_object()) return {"unreadable spec " + SpecPath(uid)};
+    auto add = [&](const nlohmann::json& edits) {
+      for (const auto& node : edits.value("deviceNodes", nlohmann::json::array())) {
+        nodes.push_back(node.value("path", "") + " " + std::to_string(node.value("major", 0)) +
+                        ":" + std::to_string(node.value("minor", 0)));
+      }
+    };
+    for (const auto& device : spec.value("devices", nlohmann::json::array())) {
+      add(device.value("containerEdits", nlohmann::json::object()));
+    }
+    add(spec.value("containerEdits", nlohmann::json::object()));
+    return nodes;
+  }
+
+  static std::string NodeOf(const discovery::EfaDevice& d) {
+    return "/dev/infiniband/" + d.UverbsName() + " " + std::to_string(d.uverbs_dev.major) + ":" +
+           std::to_string(d.uverbs_dev.minor);
   }
 
   TempDir dir_;
@@ -296,12 +346,217 @@ TEST_F(ClaimPreparerTest, ARebootRewritesSpecsAndRecordsTheNewBootId) {
             std::string::npos);
 }
 
+// After a reboot (or a module reload, then a driver restart) the kernel may number uverbs
+// differently and give rdma_cm another minor. Restored specs are built from what the node has
+// now: each names its device's current node and number, and no two claims share a char device.
+TEST_F(ClaimPreparerTest, RestoredSpecsFollowRenumberedUverbsAndRdmaCm) {
+  SetRdmaCm(10, 120);
+  const discovery::EfaDevice a_before = inventory_->devices[0];
+  const discovery::EfaDevice b_before = inventory_->devices[1];
+  const std::string a_name = slices::DeviceName(a_before.pci_address);
+  const std::string b_name = slices::DeviceName(b_before.pci_address);
+  ClaimRef a = PutClaim("a", "uid-renum-a", {{"efa", a_name}});
+  ClaimRef b = PutClaim("b", "uid-renum-b", {{"efa", b_name}});
+  ASSERT_TRUE(PrepareOne(a).status.ok());
+  ASSERT_TRUE(PrepareOne(b).status.ok());
+  EXPECT_EQ(SpecNodes(a.uid), (std::vector<std::string>{NodeOf(a_before),
+                                                        "/dev/infiniband/rdma_cm 10:120"}));
+
+  for (const char* boot : {"boot-2", "boot-2"}) {  // a reboot, then a restart in the same boot
+    SCOPED_TRACE(boot);
+    SwapUverbs(DeviceNamed(a_name), DeviceNamed(b_name));
+    SetRdmaCm(10, 57);
+    preparer_ = NewPreparer(boot);
+    const auto& a_now = DeviceNamed(a_name);
+    const auto& b_now = DeviceNamed(b_name);
+    EXPECT_EQ(SpecNodes(a.uid),
+              (std::vector<std::string>{NodeOf(a_now), "/dev/infiniband/rdma_cm 10:57"}));
+    EXPECT_EQ(SpecNodes(b.uid),
+              (std::vector<std::string>{NodeOf(b_now), "/dev/infiniband/rdma_cm 10:57"}));
+    std::set<std::string> uverbs;
+    for (const auto& uid : {a.uid, b.uid}) uverbs.insert(SpecNodes(uid).front());
+    EXPECT_EQ(uverbs.size(), 2u) << "two claims inject the same char device";
+    EXPECT_TRUE(PrepareOne(a).status.ok());
+  }
+}
+
+// The kernel renumbers while the driver runs: a claim prepared before still has the old number
+// in its spec, so a new claim whose device now carries that number is refused, not given it.
+TEST_F(ClaimPreparerTest, ADeviceNumberStillInAnotherClaimsSpecIsRefused) {
+  const std::string x = slices::DeviceName(inventory_->devices[2].pci_address);
+  const std::string y = slices::DeviceName(inventory_->devices[3].pci_address);
+  const std::string x_number = std::to_string(inventory_->devices[2].uverbs_dev.major) + ":" +
+                               std::to_string(inventory_->devices[2].uverbs_dev.minor);
+  ClaimRef a = PutClaim("a", "uid-num-a", {{"efa", x}});
+  ASSERT_TRUE(PrepareOne(a).status.ok());
+  SwapUverbs(DeviceNamed(x), DeviceNamed(y));
+  ClaimRef b = PutClaim("b", "uid-num-b", {{"efa", y}});
+  PrepareResult refused = PrepareOne(b);
+  EXPECT_EQ(refused.status.code(), StatusCode::kFailedPrecondition) << refused.status.ToString();
+  EXPECT_NE(refused.status.message().find("train/a"), std::string::npos)
+      << refused.status.message();
+  EXPECT_NE(refused.status.message().find(x_number), std::string::npos)
+      << refused.status.message();
+  EXPECT_FALSE(std::filesystem::exists(SpecPath(b.uid)));
+  ASSERT_TRUE(preparer_->Unprepare({a})[a.uid].ok());
+  PrepareResult freed = PrepareOne(b);
+  ASSERT_TRUE(freed.status.ok()) << freed.status.ToString();
+  EXPECT_EQ(SpecNodes(b.uid).front(), NodeOf(DeviceNamed(y)));
+}
+
+// A device that is gone at restart (failed probe, removed) fails its claim by name; no spec
+// with a number that may now belong to another device is left for the runtime.
+TEST_F(ClaimPreparerTest, ARestoredClaimWhoseDeviceIsGoneFailsNamingClaimAndDevice) {
+  const std::string gone = slices::DeviceName(inventory_->devices[4].pci_address);
+  ClaimRef ref = PutClaim("w", "uid-gone", {{"efa", gone}});
+  ASSERT_TRUE(PrepareOne(ref).status.ok());
+  auto without = std::make_shared<discovery::Inventory>(*inventory_);
+  without->devices.erase(without->devices.begin() + 4);
+  const auto full = inventory_;
+  inventory_ = without;
+  std::vector<std::string> warnings;
+  preparer_ = NewPreparer("boot-2", &warnings);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("train/w"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find(gone), std::string::npos) << warnings[0];
+  EXPECT_FALSE(std::filesystem::exists(SpecPath(ref.uid)));
+  PrepareResult answer = PrepareOne(ref);
+  EXPECT_EQ(answer.status.code(), StatusCode::kNotFound) << answer.status.ToString();
+  EXPECT_NE(answer.status.message().find("train/w"), std::string::npos);
+  EXPECT_NE(answer.status.message().find(gone), std::string::npos);
+  EXPECT_TRUE(answer.devices.empty());
+  EXPECT_EQ(preparer_->PreparedClaimUids(), std::vector<std::string>{ref.uid}) << "not lost";
+  inventory_ = full;  // the device probes again
+  PrepareResult back = PrepareOne(ref);
+  ASSERT_TRUE(back.status.ok()) << back.status.ToString();
+  ASSERT_EQ(back.devices.size(), 1u);
+  EXPECT_EQ(back.devices[0].cdi_device_ids[0], CdiDeviceId(kDriver, ref.uid, gone));
+  EXPECT_EQ(SpecNodes(ref.uid).front(), NodeOf(DeviceNamed(gone)));
+}
+
+// adminAccess survives a restart: the admin claim never becomes the device's owner, and the
+// owner's reservation is never replaced by another claim's.
+TEST_F(ClaimPreparerTest, AdminAccessIsKeptAcrossARestart) {
+  const std::string device = DevicesOfRoot("pci0000:bb")[1];
+  ClaimRef regular = PutClaim("a", "uid-adm-a", {{"efa", device}});
+  ClaimRef monitor = PutClaim("m", "uid-adm-m", {{"efa", device, kDriver, kNode, true}});
+  ASSERT_TRUE(PrepareOne(regular).status.ok());
+  ASSERT_TRUE(PrepareOne(monitor).status.ok());
+  preparer_ = NewPreparer("boot-1");
+  EXPECT_TRUE(PrepareOne(regular).status.ok());
+  EXPECT_TRUE(PrepareOne(monitor).status.ok());
+  ClaimRef third = PutClaim("c", "uid-adm-c", {{"efa", device}});
+  PrepareResult refused = PrepareOne(third);
+  EXPECT_EQ(refused.status.code(), StatusCode::kFailedPrecondition);
+  EXPECT_NE(refused.status.message().find("train/a "), std::string::npos)
+      << "the owner is the regular claim: " << refused.status.message();
+  ASSERT_TRUE(preparer_->Unprepare({regular})[regular.uid].ok());
+  PrepareResult after = PrepareOne(third);
+  EXPECT_TRUE(after.status.ok()) << "the admin claim does not own the device: "
+                                 << after.status.ToString();
+}
+
+// Unprepare of a claim this process does not know (its restore failed, a downgrade skipped its
+// newer file, a twin wrote it) still deletes its checkpoint and spec by UID, so the leftover
+// never comes back after a restart to block its device.
+TEST_F(ClaimPreparerTest, UnprepareOfAnUnknownClaimRemovesItsFilesByUid) {
+  const std::string device = DevicesOfRoot("pci0000:44")[2];
+  ClaimRef model = PutClaim("model", "uid-model", {{"efa", device}});
+  ASSERT_TRUE(PrepareOne(model).status.ok());
+  const std::string checkpoint = efadra::testing::ReadFileOrEmpty(CheckpointPath(model.uid));
+  const std::string spec = efadra::testing::ReadFileOrEmpty(SpecPath(model.uid));
+  ASSERT_TRUE(preparer_->Unprepare({model})[model.uid].ok());
+  std::string future = checkpoint;
+  future.replace(future.find("\"schemaVersion\": "), 18, "\"schemaVersion\": 9");
+  struct Case {
+    std::string name, uid, checkpoint;
+    bool before_start;  // else written while the preparer runs (as a twin would)
+  } cases[] = {
+      {"corrupt", "uid-left-corrupt", "{not json", true},
+      {"future schema", "uid-left-future", future, true},
+      {"unknown to this process", model.uid, checkpoint, false},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    auto plant = [&] {
+      efadra::testing::WriteFileOrDie(CheckpointPath(c.uid), c.checkpoint);
+      efadra::testing::WriteFileOrDie(SpecPath(c.uid), spec);
+    };
+    if (c.before_start) {
+      plant();
+      preparer_ = NewPreparer("boot-1");
+    } else {
+      preparer_ = NewPreparer("boot-1");
+      plant();
+    }
+    ClaimRef ref{"train", "left", c.uid};
+    const int syncs = state_->directory_syncs();
+    EXPECT_TRUE(preparer_->Unprepare({ref})[c.uid].ok());
+    EXPECT_GT(state_->directory_syncs(), syncs) << "the removal is made durable";
+    EXPECT_FALSE(std::filesystem::exists(CheckpointPath(c.uid)));
+    EXPECT_FALSE(std::filesystem::exists(SpecPath(c.uid)));
+    std::vector<std::string> warnings;
+    preparer_ = NewPreparer("boot-1", &warnings);
+    EXPECT_TRUE(warnings.empty()) << warnings.front();
+    ClaimRef next = PutClaim("next", "uid-next", {{"efa", device}});
+    PrepareResult free = PrepareOne(next);
+    EXPECT_TRUE(free.status.ok()) << "the device is free: " << free.status.ToString();
+    ASSERT_TRUE(preparer_->Unprepare({next})[next.uid].ok());
+  }
+}
+
+// A checkpoint file whose name and content disagree on the claim UID is refused by name and
+// never adopted (it would answer, and reserve devices, for a claim it was not written for).
+TEST_F(ClaimPreparerTest, ACheckpointNamedForAnotherUidIsRefused) {
+  const std::string device = DevicesOfRoot("pci0000:55")[3];
+  ClaimRef ref = PutClaim("w", "uid-trust", {{"efa", device}});
+  ASSERT_TRUE(PrepareOne(ref).status.ok());
+  const std::string content = efadra::testing::ReadFileOrEmpty(CheckpointPath(ref.uid));
+  ASSERT_TRUE(preparer_->Unprepare({ref})[ref.uid].ok());
+  efadra::testing::WriteFileOrDie(CheckpointPath("uid-other"), content);
+  std::vector<std::string> warnings;
+  preparer_ = NewPreparer("boot-1", &warnings);
+  ASSERT_EQ(warnings.size(), 1u);
+  EXPECT_NE(warnings[0].find("uid-other.json"), std::string::npos) << warnings[0];
+  EXPECT_NE(warnings[0].find("uid-trust"), std::string::npos) << warnings[0];
+  EXPECT_TRUE(preparer_->PreparedClaimUids().empty());
+  EXPECT_FALSE(std::filesystem::exists(SpecPath(ref.uid)));
+  ClaimRef next = PutClaim("next", "uid-next", {{"efa", device}});
+  EXPECT_TRUE(PrepareOne(next).status.ok()) << "the device is free";
+}
+
+// A checkpoint written by a schema-1 driver (it stored the CDI spec, with the numbers of its
+// boot) is migrated: its claim stays prepared and reserved, its spec is built afresh.
+TEST_F(ClaimPreparerTest, ASchemaOneCheckpointIsMigratedAndItsStoredSpecIgnored) {
+  const std::string uid = "7e57c1a1-0000-4000-8000-000000000001";
+  const std::string device = "pci-0000-4f-00-0";
+  const std::string fixture = efadra::testing::ReadFileOrEmpty(
+      efadra::testing::TestDataDir() + "/checkpoints/schema1-" + device + ".json");
+  ASSERT_NE(fixture.find("uverbs31"), std::string::npos) << "the fixture's stored spec";
+  for (const char* boot : {"boot-0", "boot-1"}) {  // its own boot, and after a reboot
+    SCOPED_TRACE(boot);
+    std::filesystem::remove(SpecPath(uid));
+    efadra::testing::WriteFileOrDie(CheckpointPath(uid), fixture);
+    std::vector<std::string> warnings;
+    preparer_ = NewPreparer(boot, &warnings);
+    EXPECT_TRUE(warnings.empty()) << warnings.front();
+    EXPECT_EQ(preparer_->PreparedClaimUids(), std::vector<std::string>{uid});
+    EXPECT_EQ(SpecNodes(uid), std::vector<std::string>{NodeOf(DeviceNamed(device))});
+    PrepareResult answer = PrepareOne({"train", "migrated", uid});
+    ASSERT_TRUE(answer.status.ok()) << answer.status.ToString();
+    ASSERT_EQ(answer.devices.size(), 1u);
+    EXPECT_EQ(answer.devices[0].cdi_device_ids[0], CdiDeviceId(kDriver, uid, device));
+    ClaimRef other = PutClaim("other", "uid-other", {{"efa", device}});
+    EXPECT_EQ(PrepareOne(other).status.code(), StatusCode::kFailedPrecondition);
+  }
+}
+
 TEST_F(ClaimPreparerTest, CorruptAndFutureCheckpointsAreReportedAndSkipped) {
   ClaimRef ref = PutClaim("w", "uid-good", {{"efa", DevicesOfRoot("pci0000:bb")[0]}});
   ASSERT_TRUE(PrepareOne(ref).status.ok());
   efadra::testing::WriteFileOrDie(dir_.Sub("state/checkpoints/uid-corrupt.json"), "{not json");
   std::string future = efadra::testing::ReadFileOrEmpty(CheckpointPath(ref.uid));
-  future.replace(future.find("\"schemaVersion\": 1"), 18, "\"schemaVersion\": 7");
+  future.replace(future.find("\"schemaVersion\": "), 18, "\"schemaVersion\": 7");
   efadra::testing::WriteFileOrDie(dir_.Sub("state/checkpoints/uid-future.json"), future);
   efadra::testing::WriteFileOrDie(dir_.Sub("state/checkpoints/.uid-x.json.tmp.1.0"), "partial");
   std::vector<std::string> warnings;
@@ -342,15 +597,19 @@ TEST_F(ClaimPreparerTest, ACrashBetweenCheckpointAndSpecIsRepairedAtStart) {
   ClaimCheckpoint checkpoint;
   checkpoint.claim = {"train", "w", "uid-crash"};
   checkpoint.boot_id = "boot-1";
-  checkpoint.devices = {{{"efa"}, kNode, name, {CdiDeviceId(kDriver, "uid-crash", name)}, {}}};
-  checkpoint.cdi_spec = BuildCdiSpec(kDriver, "uid-crash", {{name, &device}}, dir_.Sub("dev"),
-                                     std::nullopt);
+  CheckpointDevice allocated;
+  allocated.request_names = {"efa"};
+  allocated.pool_name = kNode;
+  allocated.device_name = name;
+  allocated.pci_address = device.pci_address;
+  checkpoint.devices = {allocated};
   efadra::testing::WriteFileOrDie(CheckpointPath("uid-crash"), SerializeCheckpoint(checkpoint));
   preparer_ = NewPreparer("boot-1");
-  EXPECT_TRUE(std::filesystem::exists(SpecPath("uid-crash")));
+  EXPECT_EQ(SpecNodes("uid-crash"), std::vector<std::string>{NodeOf(device)});
   PrepareResult answer = PrepareOne(checkpoint.claim);
   ASSERT_TRUE(answer.status.ok()) << answer.status.ToString();
-  EXPECT_EQ(answer.devices[0].cdi_device_ids, checkpoint.devices[0].cdi_device_ids);
+  EXPECT_EQ(answer.devices[0].cdi_device_ids,
+            std::vector<std::string>{CdiDeviceId(kDriver, "uid-crash", name)});
   // And the device stays reserved for it.
   ClaimRef other = PutClaim("other", "uid-other", {{"efa", name}});
   EXPECT_EQ(PrepareOne(other).status.code(), StatusCode::kFailedPrecondition);

@@ -60,13 +60,15 @@ inline std::unique_ptr<kube::Client> QuickRetryClient(const std::string& url) {
   return std::move(*client);
 }
 
-// The preparer options of the claims tests (and of their crash child process).
-inline PreparerOptions FixturePreparerOptions(const std::string& dev_root,
+// The preparer options of the claims tests (and of their crash child process): the generated
+// tree is under root/sys and root/dev.
+inline PreparerOptions FixturePreparerOptions(const std::string& root,
                                               const std::string& boot_id) {
   PreparerOptions options;
   options.driver_name = kDriver;
   options.node_name = kNode;
-  options.dev_root = dev_root;
+  options.dev_root = root + "/dev";
+  options.sysfs_root = root + "/sys";
   options.boot_id = boot_id;
   return options;
 }

@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
 
   auto client = efadra::claims::testing::QuickRetryClient(argv[2]);
   efadra::claims::ClaimPreparer preparer(
-      efadra::claims::testing::FixturePreparerOptions(dir + "/dev", "boot-1"), *client, cdi, state,
+      efadra::claims::testing::FixturePreparerOptions(dir, "boot-1"), *client, cdi, state,
       [inventory] { return inventory; });
   if (auto started = preparer.Start(); !started.ok()) {
     std::fprintf(stderr, "claims_crash_child: %s\n", started.ToString().c_str());

@@ -17,7 +17,7 @@ class FaultyFilesystem final : public core::Filesystem {
  public:
   explicit FaultyFilesystem(core::Filesystem& real) : real_(real) {}
 
-  // Writes and removals of paths containing `substring` fail with `status` until cleared.
+  // Writes, removals and directory syncs of paths containing `substring` fail with `status` until cleared.
   void FailWrites(const std::string& substring, Status status) {
     std::lock_guard<std::mutex> lock(mu_);
     fail_substring_ = substring;
@@ -35,6 +35,7 @@ class FaultyFilesystem final : public core::Filesystem {
   }
   int writes() const { return writes_; }
   int removals() const { return removals_; }
+  int directory_syncs() const { return directory_syncs_; }
 
   Result<std::string> ReadFile(std::string_view path, size_t max_bytes) const override {
     return real_.ReadFile(path, max_bytes);
@@ -61,6 +62,11 @@ class FaultyFilesystem final : public core::Filesystem {
     ++removals_;
     if (Status injected = Injected(path); !injected.ok()) return injected;
     return real_.RemoveFile(path);
+  }
+  Status SyncDirectory(std::string_view path) override {
+    ++directory_syncs_;
+    if (Status injected = Injected(path); !injected.ok()) return injected;
+    return real_.SyncDirectory(path);
   }
   Status CreateDirectories(std::string_view path) override {
     return real_.CreateDirectories(path);
@@ -92,6 +98,7 @@ class FaultyFilesystem final : public core::Filesystem {
   Status fail_status_;          // guarded by mu_
   std::atomic<int> writes_{0};
   std::atomic<int> removals_{0};
+  std::atomic<int> directory_syncs_{0};
 };
 
 }  // namespace efadra::claims::testing

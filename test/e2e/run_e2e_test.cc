@@ -396,6 +396,47 @@ TEST_F(RunE2eTest, Kill9AndRebootLoseNothing) {
   EXPECT_EQ(other.claims().at("uid-other").error(), "");
 }
 
+// A reboot after which the kernel numbers two EFAs' uverbs nodes the other way round and gives
+// rdma_cm another minor: the driver binary writes each restored spec with the node and number
+// the device has now, so the two claims never inject the same char device.
+TEST_F(RunE2eTest, ARebootThatRenumbersUverbsGetsSpecsOfTheNewNumbers) {
+  BuildP5();
+  WriteFileOrDie(dir_.Sub("sys/class/misc/rdma_cm/dev"), "10:120\n");
+  const discovery::EfaDevice a = inventory_->devices.at(8);
+  const discovery::EfaDevice b = inventory_->devices.at(9);
+  auto child = Start();
+  PutClaim("a", "uid-a", {Device(8)});
+  PutClaim("b", "uid-b", {Device(9)});
+  for (const auto& [name, uid] : {std::pair{"a", "uid-a"}, std::pair{"b", "uid-b"}}) {
+    dra_v1::NodePrepareResourcesResponse response;
+    ASSERT_TRUE(Prepare(name, uid, &response).ok()) << ReadFileOrEmpty(dir_.Sub("log"));
+    ASSERT_EQ(response.claims().at(uid).error(), "");
+  }
+  child->Kill();
+  std::filesystem::remove_all(dir_.Sub("cdi"));
+  WriteFileOrDie(dir_.Sub("boot_id"), "boot-2\n");
+  WriteFileOrDie(dir_.Sub("sys/class/infiniband_verbs/" + a.UverbsName() + "/ibdev"),
+                 b.rdma_device + "\n");
+  WriteFileOrDie(dir_.Sub("sys/class/infiniband_verbs/" + b.UverbsName() + "/ibdev"),
+                 a.rdma_device + "\n");
+  WriteFileOrDie(dir_.Sub("sys/class/misc/rdma_cm/dev"), "10:57\n");
+  child = Start();
+  ASSERT_TRUE(WaitFor([&] {
+    return std::filesystem::exists(SpecPath("uid-a")) && std::filesystem::exists(SpecPath("uid-b"));
+  })) << ReadFileOrEmpty(dir_.Sub("log"));
+  // Each spec now carries the other device's old node, and the new rdma_cm minor.
+  for (const auto& [uid, now] : {std::pair{"uid-a", &b}, std::pair{"uid-b", &a}}) {
+    SCOPED_TRACE(uid);
+    auto spec = nlohmann::json::parse(ReadFileOrEmpty(SpecPath(uid)), nullptr, false);
+    ASSERT_FALSE(spec.is_discarded());
+    const auto& node = spec["devices"][0]["containerEdits"]["deviceNodes"][0];
+    EXPECT_EQ(node["path"], "/dev/infiniband/" + now->UverbsName());
+    EXPECT_EQ(node["major"], now->uverbs_dev.major);
+    EXPECT_EQ(node["minor"], now->uverbs_dev.minor);
+    EXPECT_EQ(spec["containerEdits"]["deviceNodes"][0]["minor"], 57);
+  }
+}
+
 // kill -9 at arbitrary moments of a stream of prepares and unprepares: after each restart,
 // every claim whose prepare was answered (and not unprepared since) answers the same again, and
 // no CDI spec exists without its checkpoint.

@@ -145,6 +145,7 @@ class OverlayFilesystem : public core::Filesystem {
     std::abort();  // discovery never writes
   }
   Status RemoveFile(std::string_view) override { std::abort(); }
+  Status SyncDirectory(std::string_view) override { std::abort(); }
   Status CreateDirectories(std::string_view) override { std::abort(); }
   std::string HostPath(std::string_view path) const override { return base_.HostPath(path); }
 

@@ -79,6 +79,7 @@ class PluginTest : public ::testing::Test {
     preparer_options.driver_name = kDriver;
     preparer_options.node_name = kNode;
     preparer_options.dev_root = dir_.Sub("dev");
+    preparer_options.sysfs_root = dir_.Sub("sys");
     preparer_options.boot_id = "boot-1";
     instance.preparer = std::make_unique<claims::ClaimPreparer>(
         preparer_options, *client_, *cdi_, *state_, [this] { return inventory_; });
@@ -393,6 +394,36 @@ TEST_F(PluginTest, ConcurrentPodsGetTheirOwnClaimsAndShareOneClaim) {
                             return r.path.find("/resourceclaims/shared") != std::string::npos;
                           }),
             8);
+}
+
+// A checkpoint the driver skipped at start (here: written by a newer version, as after a
+// downgrade) is still removed, with its CDI spec, when the kubelet unprepares that claim: it must
+// not come back after the next upgrade to block its device for a claim long gone.
+TEST_F(PluginTest, UnprepareRemovesTheFilesOfAClaimTheDriverSkipped) {
+  const std::string device = DevicesOfRoot(inventory_->devices.front().pcie_root)[1];
+  const std::string checkpoint = dir_.Sub("state/checkpoints/uid-left.json");
+  {
+    Instance first = StartInstance(Options());
+    PutClaim("left", "uid-left", {device});
+    auto prepared = PrepareOk<V1>(first.plugin->DraSocketPath(), {"left", "uid-left"});
+    ASSERT_EQ(prepared.claims().at("uid-left").error(), "");
+    first.plugin->Stop();
+  }
+  std::string content = efadra::testing::ReadFileOrEmpty(checkpoint);
+  ASSERT_NE(content.find("\"schemaVersion\": "), std::string::npos);
+  content.replace(content.find("\"schemaVersion\": "), 18, "\"schemaVersion\": 9");
+  efadra::testing::WriteFileOrDie(checkpoint, content);
+
+  StartDefault();
+  dra_v1::NodeUnprepareResourcesRequest unprepare;
+  AddClaim(&unprepare, "train", "left", "uid-left");
+  dra_v1::NodeUnprepareResourcesResponse unprepared;
+  ASSERT_TRUE(KubeletClient::Unprepare<dra_v1::DRAPlugin>(main_.plugin->DraSocketPath(), unprepare,
+                                                          &unprepared)
+                  .ok());
+  EXPECT_EQ(unprepared.claims().at("uid-left").error(), "");
+  EXPECT_FALSE(std::filesystem::exists(checkpoint));
+  EXPECT_FALSE(std::filesystem::exists(SpecPath("uid-left")));
 }
 
 TEST_F(PluginTest, StaleSocketsAreReplacedAndStopRemovesOurs) {

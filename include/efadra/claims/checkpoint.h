@@ -1,5 +1,6 @@
-// Checkpoint of one prepared claim: what NodeUnprepareResources and a restarted driver need,
-// since the kubelet sends only namespace/name/UID and the claim object may be gone.
+// Checkpoint of one prepared claim: what identifies its allocation, which NodeUnprepareResources
+// and a restarted driver need, since the kubelet sends only namespace/name/UID and the claim
+// object may be gone.
 //
 // One file per claim (<state-dir>/checkpoints/<claimUID>.json), written atomically and durably
 // BEFORE the CDI spec (design.md §7): after a crash at any point, either no checkpoint exists
@@ -7,37 +8,55 @@
 // and the CDI spec is rebuilt from it. That is why a single phase suffices: the checkpoint is
 // never written before the answer is known.
 //
+// The file holds identities only: the claim, and per allocated device its name, PCI address,
+// pool, request names, share id and admin access. Never device numbers and never the CDI spec:
+// the kernel can number uverbs nodes and the rdma_cm minor differently after a reboot or a
+// module reload, so the spec is built from the current inventory whenever it is written.
+// Schema 1 files also stored the spec; they are still read (the identity fields are taken, the
+// stored spec and CDI ids are ignored) and are rewritten in the current schema when next written.
+//
 // The file carries a schema version, the node's boot id (a reboot wipes /var/run/cdi, so specs
 // are rewritten when it changes) and a SHA-256 checksum of its content. Pure functions; the
 // preparer does the I/O.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "efadra/claims/claim_preparer.h"
 #include "efadra/core/status.h"
 
 namespace efadra::claims {
 
-inline constexpr int kCheckpointSchemaVersion = 1;
+inline constexpr int kCheckpointSchemaVersion = 2;
+
+// One allocation result of the claim, by identity.
+struct CheckpointDevice {
+  std::vector<std::string> request_names;  // base names ("efa" for "efa/sub")
+  std::string pool_name;
+  std::string device_name;  // "pci-0000-10-1b-0"
+  std::string pci_address;  // "0000:10:1b.0"; "" in a file migrated from schema 1
+  std::optional<std::string> share_id;
+  bool admin_access = false;  // schema 1 did not record it: false there
+};
 
 struct ClaimCheckpoint {
   ClaimRef claim;
   std::string boot_id;
-  std::vector<PreparedDevice> devices;
-  // The CDI spec file content; null when the claim has no devices of ours (no spec written).
-  nlohmann::json cdi_spec;
+  std::vector<CheckpointDevice> devices;
+  // The schema the content was read in (SerializeCheckpoint always writes the current one).
+  int schema_version = kCheckpointSchemaVersion;
 };
 
-// The file content (JSON with schemaVersion and checksum).
+// The file content (JSON with schemaVersion and checksum), in the current schema.
 std::string SerializeCheckpoint(const ClaimCheckpoint& checkpoint);
 
-// kDataLoss for malformed JSON, a missing field or a checksum mismatch; kUnimplemented for a
-// schema version newer than this build understands. `source` names the file in messages.
+// kDataLoss for malformed JSON, a missing or mistyped field or a checksum mismatch;
+// kUnimplemented for a schema version newer than this build understands. Reads schema 1 and 2.
+// `source` names the file in messages. The caller checks that the claim UID matches the file
+// name.
 Result<ClaimCheckpoint> ParseCheckpoint(std::string_view content, std::string_view source);
 
 }  // namespace efadra::claims

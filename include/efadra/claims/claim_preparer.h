@@ -3,11 +3,15 @@
 //
 // Prepare, per claim: GET the ResourceClaim, check its UID and allocation, keep only results
 // whose driver is ours and whose pool is this node, check every device exists here and is not
-// prepared for another claim, write the checkpoint (durable) and then the CDI spec, and answer
-// the devices with their base request names and CDI ids. Idempotent per claim UID: a repeat
-// answers the same without rewriting anything. Different claims are prepared concurrently;
-// calls for the same claim are serialised. Unprepare removes the CDI spec and the checkpoint;
-// unknown or already unprepared claims succeed.
+// prepared for another claim (by device and by the char device number its spec would inject;
+// adminAccess results share a device and never hold it), write the checkpoint (durable, the
+// allocation's identities only) and then the CDI spec built from the current inventory, and
+// answer the devices with their base request names and CDI ids. Idempotent per claim UID: a
+// repeat answers the same without rewriting anything, unless the spec is gone, when it is built
+// again from the current inventory. Different claims are prepared concurrently; calls for the
+// same claim are serialised. Unprepare removes the CDI spec and the checkpoint by claim UID and
+// fsyncs the checkpoint directory, also for claims this process does not know (a leftover must
+// not come back at the next start); already unprepared claims succeed.
 //
 // Errors are per claim (PrepareResult::status); one bad claim never fails the others.
 // Thread-safe.
@@ -57,6 +61,8 @@ struct PreparerOptions {
   std::string node_name;  // == pool name
   // Where /dev is on the host (the hostPath of CDI device nodes): "/dev" in production.
   std::string dev_root = "/dev";
+  // Where sysfs is (--sysfs-root): the rdma_cm number is read from class/misc/rdma_cm/dev.
+  std::string sysfs_root = "/sys";
   // The node's boot id (/proc/sys/kernel/random/boot_id, or --boot-id-file in tests).
   std::string boot_id;
 };
@@ -72,9 +78,13 @@ class ClaimPreparer {
   ClaimPreparer(const ClaimPreparer&) = delete;
   ClaimPreparer& operator=(const ClaimPreparer&) = delete;
 
-  // Loads the checkpoints; rewrites the CDI specs of checkpointed claims that are missing or
-  // were written before a reboot (boot id changed). Corrupt or future-version checkpoint files
-  // are reported (returned in the warnings) and skipped, never fatal. Call once before serving.
+  // Loads the checkpoints and writes each claim's CDI spec from the current inventory where it
+  // is missing or differs (after a reboot or module reload the kernel may number uverbs and
+  // rdma_cm differently). Corrupt or future-version files, and files whose name and content
+  // give different claim UIDs, are reported (returned in the warnings) and skipped, never
+  // fatal. A claim whose device is gone is reported too; it stays prepared without a spec and
+  // its prepares fail naming the claim and the device until the device is back. Call once
+  // before serving.
   Status Start(std::vector<std::string>* warnings = nullptr);
 
   // Keyed by claim UID; one entry per distinct UID in `claims`.

@@ -67,6 +67,10 @@ class Filesystem {
   // Removes a file; OK if it does not exist.
   virtual Status RemoveFile(std::string_view path) = 0;
 
+  // fsyncs a directory, so that removals (and creations) of its entries survive a power loss.
+  // kNotFound if it does not exist.
+  virtual Status SyncDirectory(std::string_view path) = 0;
+
   // mkdir -p.
   virtual Status CreateDirectories(std::string_view path) = 0;
 
