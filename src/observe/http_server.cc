@@ -110,8 +110,11 @@ int ListenOn(const sockaddr* address, socklen_t length, bool share_port) {
     int no = 0;
     ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &no, sizeof(no));
   }
-  // The backlog absorbs a burst of connections between two accept batches of the loop.
-  if (::bind(fd, address, length) != 0 || ::listen(fd, 1024) != 0) {
+  // The backlog absorbs a connection flood between two accept batches of the loop; when it
+  // overflows the kernel drops SYNs, and a probe among them waits for its SYN to be resent
+  // (1 s). 4096 is the kernel's default cap (net.core.somaxconn); pending connections cost
+  // kernel memory, not ours.
+  if (::bind(fd, address, length) != 0 || ::listen(fd, 4096) != 0) {
     const int saved = errno;
     ::close(fd);
     errno = saved;
