@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <exception>
 #include <system_error>
 #include <utility>
 
@@ -35,34 +36,23 @@ constexpr size_t kLingerMaxBytes = 256 * 1024;
 // ours can be given up: a listener that stays readable would otherwise spin the loop.
 constexpr std::chrono::milliseconds kAcceptPause{100};
 
-constexpr char kTimeoutResponse[] =
-    "HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain; charset=utf-8\r\n"
-    "Content-Length: 20\r\nConnection: close\r\n\r\n408 request timeout\n";
-constexpr char kBusyResponse[] =
-    "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
-    "Content-Length: 24\r\nConnection: close\r\n\r\n503 too many connections\n";
+// A short text/plain answer of the server itself (not of a handler).
+std::string PlainResponse(int status, std::string_view reason, std::string_view body) {
+  return "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
+         "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
+         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + std::string(body);
+}
 
 std::string RejectionResponse(int status) {
-  std::string reason;
-  std::string body;
   switch (status) {
     case 431:
-      reason = "Request Header Fields Too Large";
-      body = "431 request header fields too large\n";
-      break;
+      return PlainResponse(431, "Request Header Fields Too Large",
+                           "431 request header fields too large\n");
     case 505:
-      reason = "HTTP Version Not Supported";
-      body = "505 http version not supported\n";
-      break;
+      return PlainResponse(505, "HTTP Version Not Supported", "505 http version not supported\n");
     default:
-      status = 400;
-      reason = "Bad Request";
-      body = "400 bad request\n";
-      break;
+      return PlainResponse(400, "Bad Request", "400 bad request\n");
   }
-  return "HTTP/1.1 " + std::to_string(status) + " " + reason +
-         "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " +
-         std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
 }
 
 // One non-blocking send of a fixed answer; whatever does not fit is dropped with the
@@ -186,13 +176,18 @@ void EventLoop::AcceptAll(Clock::time_point now) {
           // can succeed; with none to give up, pause instead of spinning.
           if (!EvictOne()) PauseListener(now);
           return;
+        case EAGAIN:
+          return;  // the backlog is empty
         default:
-          return;  // EAGAIN: the backlog is empty
+          // Unexpected, and the listener would stay readable: pause rather than spin.
+          spdlog::debug("http server: accept: {}", std::system_category().message(errno));
+          PauseListener(now);
+          return;
       }
     }
     if (active_.size() + lingering_.size() >= options_.max_connections && !EvictOne()) {
       // Every connection is being answered: refuse this one rather than wait.
-      SendBestEffort(fd, kBusyResponse);
+      SendBestEffort(fd, PlainResponse(503, "Service Unavailable", "503 too many connections\n"));
       ::close(fd);
       continue;
     }
@@ -279,12 +274,25 @@ void EventLoop::OnReadable(ConnectionRef conn) {
     conn->out = RejectionResponse(parsed.status);
     conn->linger = !eof;
   } else {
-    conn->out = respond_(parsed.head);
+    conn->out = Respond(parsed.head);
     conn->linger = !eof && (parsed.head.has_body || conn->in.size() > parsed.head.head_bytes);
   }
   std::string().swap(conn->in);
   conn->phase = Connection::Phase::kWriting;
   Flush(conn);
+}
+
+std::string EventLoop::Respond(const RequestHead& head) {
+  // A throwing check or an allocation failure must not end the thread that serves every
+  // probe (std::terminate): it becomes a 500 for this request.
+  try {
+    return respond_(head);
+  } catch (const std::exception& e) {
+    spdlog::error("http server: {} {}: {}", head.method, head.path, e.what());
+  } catch (...) {
+    spdlog::error("http server: {} {}: unknown exception", head.method, head.path);
+  }
+  return PlainResponse(500, "Internal Server Error", "500 internal server error\n");
 }
 
 void EventLoop::Flush(ConnectionRef conn) {
@@ -354,7 +362,9 @@ void EventLoop::Close(ConnectionRef conn) {
 void EventLoop::ExpireDeadlines(Clock::time_point now) {
   while (!active_.empty() && active_.front().deadline <= now) {
     Connection& conn = active_.front();
-    if (conn.phase == Connection::Phase::kReading) SendBestEffort(conn.fd, kTimeoutResponse);
+    if (conn.phase == Connection::Phase::kReading) {
+      SendBestEffort(conn.fd, PlainResponse(408, "Request Timeout", "408 request timeout\n"));
+    }
     Close(active_.begin());
   }
   while (!lingering_.empty() && lingering_.front().deadline <= now) Close(lingering_.begin());

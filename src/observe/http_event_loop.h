@@ -39,7 +39,8 @@ struct LoopOptions {
 class EventLoop {
  public:
   // A complete HTTP/1.1 response (status line, headers with "Connection: close", body) for a
-  // parsed request head. Called on the loop thread, so it must not block.
+  // parsed request head. Called on the loop thread, so it must not block; an exception becomes
+  // a 500 (and an error log line).
   using Responder = std::function<std::string(const RequestHead&)>;
 
   // Takes ownership of `listen_fd` (bound, listening, non-blocking). kInternal when epoll or
@@ -81,6 +82,7 @@ class EventLoop {
   bool EvictOne();
   void OnEvent(ConnectionRef conn, uint32_t events);
   void OnReadable(ConnectionRef conn);
+  std::string Respond(const RequestHead& head);
   void Flush(ConnectionRef conn);
   void Drain(ConnectionRef conn);
   void SetInterest(Connection& conn, uint32_t events);

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <stdexcept>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -396,6 +397,13 @@ TEST_F(HttpHostileTest, UnreadBodyDoesNotDestroyTheAnswer) {
   Received received = ReadUntilClosed(fd, milliseconds(3000));
   EXPECT_TRUE(received.closed);
   EXPECT_EQ(StatusOf(received.data), 405) << received.data.substr(0, 200);
+}
+
+TEST_F(HttpHostileTest, AThrowingCheckIsA500AndTheServerKeepsServing) {
+  server_->liveness().Add("throws", []() -> Status { throw std::runtime_error("boom"); });
+  EXPECT_EQ(Get(port_, "/healthz").status, 500);
+  server_->liveness().Remove("throws");
+  EXPECT_EQ(Get(port_, "/healthz").status, 200);
 }
 
 TEST(HttpServerLimitsTest, AtTheConnectionCapTheOldestUnansweredConnectionMakesRoom) {

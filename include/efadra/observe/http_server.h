@@ -88,7 +88,8 @@ class HttpServer {
 
   // Binds and starts serving on a background thread; returns once the server accepts
   // connections. kUnavailable naming the address when it cannot bind (in use, not a local
-  // address); kFailedPrecondition if already started. May be called again after Stop().
+  // address); kFailedPrecondition if already started; kInternal if epoll cannot be set up.
+  // May be called again after Stop().
   Status Start(const HttpAddress& address);
 
   // The bound port (the real one when started with port 0); 0 when not serving.
