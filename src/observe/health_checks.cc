@@ -5,6 +5,24 @@
 #include <algorithm>
 
 namespace efadra::observe {
+namespace {
+
+// "UNAVAILABLE" -> "unavailable", "FAILED_PRECONDITION" -> "failed precondition": the only
+// thing about a failure that leaves the process over HTTP. The message can hold API URLs and
+// response bodies, and the port is open to the node network, so it goes to the log only.
+std::string Category(StatusCode code) {
+  std::string category(StatusCodeName(code));
+  for (char& c : category) {
+    if (c == '_') {
+      c = ' ';
+    } else if (c >= 'A' && c <= 'Z') {
+      c = static_cast<char>(c - 'A' + 'a');
+    }
+  }
+  return category;
+}
+
+}  // namespace
 
 void HealthChecks::Add(std::string name, std::function<Status()> check) {
   std::lock_guard<std::mutex> lock(mu_);
@@ -20,7 +38,7 @@ void HealthChecks::Add(std::string name, std::function<Status()> check) {
 void HealthChecks::Remove(std::string_view name) {
   std::lock_guard<std::mutex> lock(mu_);
   std::erase_if(checks_, [&](const auto& entry) { return entry.first == name; });
-  if (auto it = last_ok_.find(name); it != last_ok_.end()) last_ok_.erase(it);
+  if (auto it = last_.find(name); it != last_.end()) last_.erase(it);
 }
 
 CheckReport HealthChecks::Run(bool verbose, const std::set<std::string, std::less<>>& exclude) {
@@ -45,23 +63,27 @@ CheckReport HealthChecks::Run(bool verbose, const std::set<std::string, std::les
     } else {
       report.ok = false;
       report.failed.push_back(name);
-      lines += "[-]" + name + " failed: " + status.message() + "\n";
+      lines += "[-]" + name + " failed: " + Category(status.code()) + "\n";
     }
     results.emplace_back(name, std::move(status));
   }
   {
-    // Log transitions only, so a probe every few seconds adds nothing at steady state. A
-    // check is assumed healthy before its first run, so starting healthy logs nothing.
+    // Log transitions, and a failing check whose message changes, so a probe every few
+    // seconds adds nothing at steady state while the log keeps the detail the HTTP body no
+    // longer shows. A check is assumed healthy before its first run, so starting healthy logs
+    // nothing.
     std::lock_guard<std::mutex> lock(mu_);
     for (const auto& [name, status] : results) {
-      auto [it, inserted] = last_ok_.try_emplace(name, true);
-      if (it->second == status.ok()) continue;
-      it->second = status.ok();
+      auto [it, inserted] = last_.try_emplace(name);
       if (status.ok()) {
+        if (!it->second.has_value()) continue;
+        it->second.reset();
         spdlog::info("{} check {} passes again", endpoint_, name);
-      } else {
-        spdlog::warn("{} check {} failed: {}", endpoint_, name, status.message());
+        continue;
       }
+      if (it->second == status.message()) continue;
+      it->second = status.message();
+      spdlog::warn("{} check {} failed: {}", endpoint_, name, status.message());
     }
   }
   if (report.ok && !verbose) {

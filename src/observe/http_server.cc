@@ -1,16 +1,21 @@
 #include "efadra/observe/http_server.h"
 
 #include <arpa/inet.h>
-#include <httplib.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <set>
 #include <system_error>
+#include <utility>
 #include <vector>
+
+#include "http_event_loop.h"
+#include "http_request.h"
 
 namespace efadra::observe {
 namespace {
@@ -47,6 +52,114 @@ bool LooksNumeric(std::string_view host) {
 
 bool IsPath(const std::string& path) {
   return path == "/healthz" || path == "/livez" || path == "/readyz" || path == "/metrics";
+}
+
+std::string_view ReasonPhrase(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 500:
+      return "Internal Server Error";
+    case 503:
+      return "Service Unavailable";
+    default:
+      return "Unknown";
+  }
+}
+
+// A whole response; HEAD gets the headers of the GET, without the body.
+std::string BuildResponse(int status, std::string_view content_type, const std::string& body,
+                          bool head_only, std::string_view extra_headers = {}) {
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + std::string(ReasonPhrase(status)) +
+                    "\r\nContent-Type: " + std::string(content_type) +
+                    "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  out += extra_headers;
+  out += "Connection: close\r\n\r\n";
+  if (!head_only) out += body;
+  return out;
+}
+
+std::string HealthResponse(HealthChecks& checks, int failure_status, const http::RequestHead& head,
+                           bool head_only) {
+  bool verbose = false;
+  std::set<std::string, std::less<>> exclude;
+  for (auto& [key, value] : http::ParseQuery(head.query)) {
+    if (key == "verbose") verbose = true;
+    if (key == "exclude") exclude.insert(std::move(value));
+  }
+  CheckReport report = checks.Run(verbose, exclude);
+  return BuildResponse(report.ok ? 200 : failure_status, kTextPlain, report.body, head_only,
+                       "X-Content-Type-Options: nosniff\r\n");
+}
+
+// A socket bound to `address` and listening, non-blocking; -1 with errno set.
+int ListenOn(const sockaddr* address, socklen_t length, bool share_port) {
+  const int fd = ::socket(address->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  int yes = 1;
+  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  // No SO_REUSEPORT by default: a second process on the same port must fail to bind, not
+  // silently share it. Only a rolling-update pair shares on purpose.
+  if (share_port) ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &yes, sizeof(yes));
+  if (address->sa_family == AF_INET6) {
+    // ":8080" binds "::" and must also accept IPv4 (kubelet probes the pod IP).
+    int no = 0;
+    ::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &no, sizeof(no));
+  }
+  // The backlog absorbs a connection flood between two accept batches of the loop; when it
+  // overflows the kernel drops SYNs, and a probe among them waits for its SYN to be resent
+  // (1 s). 4096 is the kernel's default cap (net.core.somaxconn); pending connections cost
+  // kernel memory, not ours.
+  if (::bind(fd, address, length) != 0 || ::listen(fd, 4096) != 0) {
+    const int saved = errno;
+    ::close(fd);
+    errno = saved;
+    return -1;
+  }
+  return fd;
+}
+
+// Binds the first usable address of `address.host` ("" = "::", or "0.0.0.0" where IPv6 is
+// off). The listening fd, or kUnavailable naming the address and why.
+Result<int> Listen(const HttpAddress& address, bool share_port) {
+  std::vector<std::string> hosts = address.host.empty() ? std::vector<std::string>{"::", "0.0.0.0"}
+                                                        : std::vector<std::string>{address.host};
+  std::string why = "cannot bind (not a local address?)";
+  const std::string port = std::to_string(address.port);
+  for (const std::string& host : hosts) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    addrinfo* found = nullptr;
+    const int resolved = ::getaddrinfo(host.c_str(), port.c_str(), &hints, &found);
+    if (resolved != 0) {
+      why = std::string("cannot resolve ") + host + ": " + ::gai_strerror(resolved);
+      continue;
+    }
+    int fd = -1;
+    for (addrinfo* ai = found; ai != nullptr && fd < 0; ai = ai->ai_next) {
+      fd = ListenOn(ai->ai_addr, ai->ai_addrlen, share_port);
+      if (fd < 0) why = std::system_category().message(errno);
+    }
+    ::freeaddrinfo(found);
+    if (fd >= 0) return fd;
+  }
+  return UnavailableError("http server: listen on " + address.ToString() + ": " + why);
+}
+
+uint16_t BoundPort(int fd) {
+  sockaddr_storage bound{};
+  socklen_t length = sizeof(bound);
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&bound), &length) != 0) return 0;
+  if (bound.ss_family == AF_INET6) {
+    return ntohs(reinterpret_cast<const sockaddr_in6*>(&bound)->sin6_port);
+  }
+  return ntohs(reinterpret_cast<const sockaddr_in*>(&bound)->sin_port);
 }
 
 }  // namespace
@@ -108,127 +221,66 @@ Result<HttpAddress> ParseHttpAddress(std::string_view text) {
   return address;
 }
 
-HttpServer::HttpServer(const Registry* registry) : registry_(registry) {}
+HttpServer::HttpServer(const Registry* registry, HttpServerOptions options)
+    : registry_(registry), options_(options) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
-void HttpServer::Install(httplib::Server& server) {
-  // Two workers are plenty for probes and a scraper, and keep the resident set small.
-  server.new_task_queue = [] { return new httplib::ThreadPool(2); };
-  server.set_socket_options([share = share_port_](auto sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-    // No SO_REUSEPORT by default (httplib sets it): a second process on the same port must
-    // fail to bind, not silently share it. Only a rolling-update pair shares on purpose.
-    if (share) setsockopt(sock, SOL_SOCKET, SO_REUSEPORT, &yes, sizeof(yes));
-    // ":8080" binds "::" and must also accept IPv4 (kubelet probes the pod IP). Fails
-    // harmlessly on IPv4 sockets.
-    int no = 0;
-    setsockopt(sock, IPPROTO_IPV6, IPV6_V6ONLY, &no, sizeof(no));
-  });
-  // One request per connection, so Stop() never waits on an idle keep-alive connection.
-  server.set_keep_alive_max_count(1);
-  server.set_read_timeout(2, 0);
-  server.set_write_timeout(5, 0);
-  server.set_payload_max_length(64 * 1024);
-
-  server.set_pre_routing_handler([](const httplib::Request& req, httplib::Response& res) {
-    if (req.method == "GET" || req.method == "HEAD") {
-      return httplib::Server::HandlerResponse::Unhandled;
+std::string HttpServer::Respond(const http::RequestHead& head) {
+  const bool head_only = head.method == "HEAD";
+  if (head.method != "GET" && !head_only) {
+    if (IsPath(head.path)) {
+      return BuildResponse(405, kTextPlain, "405 method not allowed\n", false,
+                           "Allow: GET, HEAD\r\n");
     }
-    if (IsPath(req.path)) {
-      res.status = 405;
-      res.set_header("Allow", "GET, HEAD");
-      res.set_content("405 method not allowed\n", kTextPlain);
-    } else {
-      res.status = 404;
-      res.set_content("404 page not found\n", kTextPlain);
-    }
-    return httplib::Server::HandlerResponse::Handled;
-  });
-
-  auto health = [](HealthChecks& checks, int failure_status) {
-    return [&checks, failure_status](const httplib::Request& req, httplib::Response& res) {
-      std::set<std::string, std::less<>> exclude;
-      for (size_t i = 0; i < req.get_param_value_count("exclude"); ++i) {
-        exclude.insert(req.get_param_value("exclude", i));
-      }
-      CheckReport report = checks.Run(req.has_param("verbose"), exclude);
-      res.status = report.ok ? 200 : failure_status;
-      res.set_header("X-Content-Type-Options", "nosniff");
-      res.set_content(report.body, kTextPlain);
-    };
-  };
-  server.Get("/healthz", health(liveness_, 500));
-  server.Get("/livez", health(liveness_, 500));
-  server.Get("/readyz", health(readiness_, 503));
-  server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(registry_ != nullptr ? registry_->Render() : std::string(),
-                    kExpositionContentType);
-  });
-  server.Get(".*", [](const httplib::Request&, httplib::Response& res) {
-    res.status = 404;
-    res.set_content("404 page not found\n", kTextPlain);
-  });
+    return BuildResponse(404, kTextPlain, "404 page not found\n", false);
+  }
+  if (head.path == "/healthz" || head.path == "/livez") {
+    return HealthResponse(liveness_, 500, head, head_only);
+  }
+  if (head.path == "/readyz") return HealthResponse(readiness_, 503, head, head_only);
+  if (head.path == "/metrics") {
+    return BuildResponse(200, kExpositionContentType,
+                         registry_ != nullptr ? registry_->Render() : std::string(), head_only);
+  }
+  return BuildResponse(404, kTextPlain, "404 page not found\n", head_only);
 }
 
 Status HttpServer::Start(const HttpAddress& address) {
-  if (server_ != nullptr) {
+  if (loop_ != nullptr) {
     return FailedPreconditionError("http server already serving on port " +
                                    std::to_string(port_.load()));
   }
-  auto server = std::make_unique<httplib::Server>();
-  Install(*server);
-  // "" means every interface: dual-stack "::" first, IPv4 only where IPv6 is disabled.
-  std::vector<std::string> hosts = address.host.empty() ? std::vector<std::string>{"::", "0.0.0.0"}
-                                                        : std::vector<std::string>{address.host};
-  int bound = -1;
-  int bind_errno = 0;
-  for (const std::string& host : hosts) {
-    errno = 0;
-    if (address.port == 0) {
-      bound = server->bind_to_any_port(host);
-    } else {
-      bound = server->bind_to_port(host, address.port) ? address.port : -1;
-    }
-    bind_errno = errno;
-    if (bound >= 0) break;
-  }
-  if (bound < 0) {
-    std::string why = bind_errno != 0 ? std::system_category().message(bind_errno)
-                                      : std::string("cannot bind (not a local address?)");
-    return UnavailableError("http server: listen on " + address.ToString() + ": " + why);
-  }
-
-  server_ = std::move(server);
-  port_ = static_cast<uint16_t>(bound);
-  thread_done_ = false;
-  thread_ = std::thread([this] {
-    bool ok = server_->listen_after_bind();
-    thread_done_ = true;
-    if (!ok) spdlog::error("http server on port {} stopped accepting connections", port_.load());
-  });
-  // httplib's stop() does nothing until the accept loop has started, so Start() returns only
-  // once it runs; then a Stop() right after Start() cannot be lost.
-  while (!server_->is_running() && !thread_done_) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  if (thread_done_) {
-    thread_.join();
-    server_.reset();
-    port_ = 0;
-    return UnavailableError("http server: accept loop on " + address.ToString() + " ended at once");
-  }
-  HttpAddress bound_address{address.host, port_.load()};
+  Result<int> fd = Listen(address, share_port_);
+  if (!fd.ok()) return fd.status();
+  const uint16_t port = BoundPort(*fd);
+  http::LoopOptions loop_options;
+  loop_options.limits.max_request_line = options_.max_request_line;
+  loop_options.limits.max_header_bytes = options_.max_header_bytes;
+  loop_options.limits.max_headers = options_.max_headers;
+  loop_options.request_timeout = options_.request_timeout;
+  loop_options.max_connections = std::max<size_t>(options_.max_connections, 1);
+  // Requests are answered on the loop thread: checks are cheap by contract (health_checks.h)
+  // and Render() formats values already in memory, so no worker pool is needed and no client
+  // can hold one.
+  auto loop = http::EventLoop::Create(
+      *fd, loop_options, [this](const http::RequestHead& head) { return Respond(head); });
+  if (!loop.ok()) return loop.status();
+  loop_ = std::move(*loop);
+  port_ = port;
+  // The socket listens already, so connections made from here on queue in its backlog and are
+  // served once the thread runs.
+  thread_ = std::thread([loop = loop_.get()] { loop->Run(); });
+  HttpAddress bound_address{address.host, port};
   spdlog::info("serving /healthz /readyz /metrics on {}", bound_address.ToString());
   return Status::Ok();
 }
 
 void HttpServer::Stop() {
-  if (server_ == nullptr) return;
-  server_->stop();
+  if (loop_ == nullptr) return;
+  loop_->Wake();
   if (thread_.joinable()) thread_.join();
-  server_.reset();
+  loop_.reset();
   port_ = 0;
 }
 

@@ -115,7 +115,7 @@ TEST_F(HttpServerTest, HealthzOkThenFailing) {
   ASSERT_TRUE(res);
   EXPECT_EQ(res->status, 500);
   EXPECT_EQ(res->body,
-            "[-]sockets-served failed: registration socket is gone\n"
+            "[-]sockets-served failed: unavailable\n"
             "[+]ping ok\n"
             "healthz check failed\n");
   // /livez is the same set.
@@ -138,7 +138,7 @@ TEST_F(HttpServerTest, ReadyzFailingVerboseAndExclude) {
   EXPECT_EQ(res->status, 503);
   EXPECT_EQ(res->body,
             "[+]registered-with-kubelet ok\n"
-            "[-]first-slice-published failed: no ResourceSlice accepted yet\n"
+            "[-]first-slice-published failed: unavailable\n"
             "[+]no-device-plugin-conflict ok\n"
             "readyz check failed\n");
 

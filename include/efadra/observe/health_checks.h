@@ -1,19 +1,26 @@
 // HealthChecks: a named set of checks behind /healthz (liveness) or /readyz (readiness), with
-// Kubernetes-style reports ("[+]name ok" / "[-]name failed: reason").
+// Kubernetes-style reports ("[+]name ok" / "[-]name failed: <category>").
 //
 // Ownership: HttpServer owns one set for liveness and one for readiness; modules add checks
 // through it at wiring time (main), e.g.
 //   server.readiness().Add("registered-with-kubelet", [&] { return plugin.RegistrationStatus(); });
 // A check returns OK when healthy, or a Status whose message says why not. Checks run on the
-// HTTP thread for every probe: keep them cheap and thread-safe (read an atomic, not the API).
+// HTTP server thread for every probe: keep them cheap, non-blocking and thread-safe (read
+// an atomic, not the API); a slow check delays every request.
+//
+// Reports go to anyone who can reach the HTTP port, so a failing check shows only its
+// category, the lowercased status code ("unavailable", "failed precondition"), never the
+// message, which may hold API URLs or response bodies. The message goes to the log: once when
+// a check starts failing or its message changes, and "passes again" when it recovers, never
+// per probe.
 //
 // Thread safety: all methods may be called from any thread; checks run outside the lock.
-// A check that changes state (ok <-> failed) is logged once per transition, never per probe.
 #pragma once
 
 #include <functional>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
@@ -54,7 +61,8 @@ class HealthChecks {
   const std::string endpoint_;
   std::mutex mu_;
   std::vector<std::pair<std::string, std::function<Status()>>> checks_;  // guarded by mu_
-  std::map<std::string, bool, std::less<>> last_ok_;                     // guarded by mu_
+  // Per check: the message it last failed with, nullopt while it passes. Guarded by mu_.
+  std::map<std::string, std::optional<std::string>, std::less<>> last_;
 };
 
 }  // namespace efadra::observe
