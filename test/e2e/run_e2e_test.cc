@@ -548,8 +548,11 @@ TEST_F(RunE2eTest, AConflictingEfaDevicePluginIsReported) {
   std::string body;
   EXPECT_TRUE(WaitFor([&] { return HttpStatus("/readyz?verbose", &body) == 503 &&
                                    body.find("[+]resourceslices") != std::string::npos; }));
-  EXPECT_NE(body.find("[-]no-efa-device-plugin"), std::string::npos) << body;
-  EXPECT_NE(body.find("cannot run together"), std::string::npos) << body;
+  // The probe answer names the failing check and its category only; the reason is logged.
+  EXPECT_NE(body.find("[-]no-efa-device-plugin failed: failed precondition"), std::string::npos)
+      << body;
+  EXPECT_EQ(body.find("cannot run together"), std::string::npos) << body;
+  EXPECT_NE(ReadFileOrEmpty(dir_.Sub("log")).find("cannot run together"), std::string::npos);
   ASSERT_EQ(HttpStatus("/metrics", &body), 200);
   EXPECT_NE(body.find("efa_dra_device_plugin_conflict 1"), std::string::npos);
   EXPECT_NE(ReadFileOrEmpty(dir_.Sub("log")).find("aws-efa-k8s-device-plugin.sock"),
