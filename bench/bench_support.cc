@@ -19,6 +19,30 @@
 
 namespace efadra::bench {
 
+Flags::Flags(int argc, char** argv) {
+  for (int i = 1; i + 1 < argc; i += 2) values_[argv[i]] = argv[i + 1];
+}
+
+std::string Flags::String(const std::string& name, const std::string& fallback) const {
+  auto found = values_.find(name);
+  return found == values_.end() ? fallback : found->second;
+}
+
+long Flags::Long(const std::string& name, long fallback) const {
+  auto found = values_.find(name);
+  return found == values_.end() ? fallback : std::atol(found->second.c_str());
+}
+
+std::string DriverBinary(const std::string& bench, const Flags& flags, const char* argv0) {
+  const std::string binary = flags.String(
+      "--binary", std::filesystem::path(argv0).parent_path().parent_path() / "efa-dra-driver");
+  if (::access(binary.c_str(), X_OK) != 0) {
+    std::fprintf(stderr, "%s: %s is not built (use --binary)\n", bench.c_str(), binary.c_str());
+    std::exit(1);
+  }
+  return binary;
+}
+
 double Percentile(std::vector<double> values, double p) {
   if (values.empty()) return 0;
   std::sort(values.begin(), values.end());

@@ -4,10 +4,26 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
 namespace efadra::bench {
+
+// The command line's `--name value` pairs.
+class Flags {
+ public:
+  Flags(int argc, char** argv);
+  std::string String(const std::string& name, const std::string& fallback) const;
+  long Long(const std::string& name, long fallback) const;
+
+ private:
+  std::map<std::string, std::string> values_;
+};
+
+// The efa-dra-driver binary to run: --binary, else the one in the build dir above this bench's
+// directory. Exits the program with a message naming `bench` when it is not executable.
+std::string DriverBinary(const std::string& bench, const Flags& flags, const char* argv0);
 
 // The p-quantile (0..1) of `values` by the nearest-rank method; 0 when empty.
 double Percentile(std::vector<double> values, double p);

@@ -245,26 +245,11 @@ void PrintLatency(const char* what, const Latency& latency, int probes) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int seconds = 5;
-  int probes = 200;
-  long rss_cap_mib = 1024;
-  std::string binary =
-      std::filesystem::path(argv[0]).parent_path().parent_path() / "efa-dra-driver";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--seconds")
-      seconds = std::atoi(argv[i + 1]);
-    else if (flag == "--probes")
-      probes = std::atoi(argv[i + 1]);
-    else if (flag == "--rss-cap-mib")
-      rss_cap_mib = std::atol(argv[i + 1]);
-    else if (flag == "--binary")
-      binary = argv[i + 1];
-  }
-  if (::access(binary.c_str(), X_OK) != 0) {
-    std::fprintf(stderr, "http_flood_bench: %s is not built (use --binary)\n", binary.c_str());
-    return 1;
-  }
+  const efadra::bench::Flags flags(argc, argv);
+  const int seconds = static_cast<int>(flags.Long("--seconds", 5));
+  const int probes = static_cast<int>(flags.Long("--probes", 200));
+  const long rss_cap_mib = flags.Long("--rss-cap-mib", 1024);
+  const std::string binary = efadra::bench::DriverBinary("http_flood_bench", flags, argv[0]);
   // The connection flood holds 2000 sockets in this process.
   rlimit limit{};
   if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < 8192) {

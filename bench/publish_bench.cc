@@ -31,26 +31,11 @@ using efadra::bench::StopChild;
 }  // namespace
 
 int main(int argc, char** argv) {
-  int runs = 20;
-  int seconds = 60;
-  std::string resync = "1s";
-  std::string binary =
-      std::filesystem::path(argv[0]).parent_path().parent_path() / "efa-dra-driver";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--runs")
-      runs = std::atoi(argv[i + 1]);
-    else if (flag == "--seconds")
-      seconds = std::atoi(argv[i + 1]);
-    else if (flag == "--resync")
-      resync = argv[i + 1];
-    else if (flag == "--binary")
-      binary = argv[i + 1];
-  }
-  if (::access(binary.c_str(), X_OK) != 0) {
-    std::fprintf(stderr, "publish_bench: %s is not built (use --binary)\n", binary.c_str());
-    return 1;
-  }
+  const efadra::bench::Flags flags(argc, argv);
+  const int runs = static_cast<int>(flags.Long("--runs", 20));
+  const int seconds = static_cast<int>(flags.Long("--seconds", 60));
+  const std::string resync = flags.String("--resync", "1s");
+  const std::string binary = efadra::bench::DriverBinary("publish_bench", flags, argv[0]);
 
   efadra::apidouble::FakeApiServer server;
   if (!server.Start().ok()) return 1;

@@ -94,29 +94,12 @@ std::string Register(const std::string& socket) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int seconds = 180;
-  int interval_ms = 5;
-  int sample_seconds = 5;
-  std::string resync = "1s";
-  std::string binary =
-      std::filesystem::path(argv[0]).parent_path().parent_path() / "efa-dra-driver";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string flag = argv[i];
-    if (flag == "--seconds")
-      seconds = std::atoi(argv[i + 1]);
-    else if (flag == "--interval-ms")
-      interval_ms = std::atoi(argv[i + 1]);
-    else if (flag == "--sample-seconds")
-      sample_seconds = std::max(1, std::atoi(argv[i + 1]));
-    else if (flag == "--resync")
-      resync = argv[i + 1];
-    else if (flag == "--binary")
-      binary = argv[i + 1];
-  }
-  if (::access(binary.c_str(), X_OK) != 0) {
-    std::fprintf(stderr, "soak_bench: %s is not built (use --binary)\n", binary.c_str());
-    return 1;
-  }
+  const efadra::bench::Flags flags(argc, argv);
+  const int seconds = static_cast<int>(flags.Long("--seconds", 180));
+  const int interval_ms = static_cast<int>(flags.Long("--interval-ms", 5));
+  const int sample_seconds = std::max(1, static_cast<int>(flags.Long("--sample-seconds", 5)));
+  const std::string resync = flags.String("--resync", "1s");
+  const std::string binary = efadra::bench::DriverBinary("soak_bench", flags, argv[0]);
 
   efadra::apidouble::FakeApiServer server;
   if (!server.Start().ok()) return 1;
