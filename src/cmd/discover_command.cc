@@ -110,8 +110,12 @@ struct Pairing {
   std::vector<discovery::NeuronGroup> neuron_groups;
 };
 
-Pairing PairDevices(const Inventory& inventory, const std::vector<Accelerator>& accelerators) {
-  return {discovery::GroupByPcieRoot(inventory.devices, accelerators),
+// Walks the PCI functions for GPUs and Neuron devices (warnings to stderr) and groups them
+// with the EFAs.
+Pairing PairDevices(const Inventory& inventory, const core::Filesystem& sysfs) {
+  auto accelerators = discovery::FindAccelerators(sysfs);
+  for (const auto& warning : accelerators.warnings) std::cerr << "warning: " << warning << "\n";
+  return {discovery::GroupByPcieRoot(inventory.devices, accelerators.devices),
           discovery::GroupByNeuronDeviceGroup(inventory.devices,
                                               neuron::NeuronEfaTable(inventory.instance_type))};
 }
@@ -131,7 +135,8 @@ json EfaNames(const std::vector<EfaDevice>& efas) {
   return names;
 }
 
-json PairingJson(const Pairing& pairing) {
+// Adds pcieRoots and neuronDeviceGroups to `out`.
+void AddPairingJson(const Pairing& pairing, json& out) {
   json roots = json::array();
   for (const auto& group : pairing.roots) {
     json gpus = json::array();
@@ -150,15 +155,15 @@ json PairingJson(const Pairing& pairing) {
                       {"neuronIndexes", group.neuron_indexes},
                       {"efas", EfaNames(group.efas)}});
   }
-  return {{"pcieRoots", roots}, {"neuronDeviceGroups", groups}};
+  out["pcieRoots"] = std::move(roots);
+  out["neuronDeviceGroups"] = std::move(groups);
 }
 
 json InventoryJson(const Inventory& inventory, const Pairing& pairing) {
   json devices = json::array();
   for (const auto& device : inventory.devices) devices.push_back(DeviceJson(device));
   json out = {{"instanceType", NullIfEmpty(inventory.instance_type)}, {"devices", devices}};
-  const json pairing_json = PairingJson(pairing);
-  for (const auto& [key, value] : pairing_json.items()) out[key] = value;
+  AddPairingJson(pairing, out);
   return out;
 }
 
@@ -387,11 +392,6 @@ int RunDiscover(const DiscoverFlags& flags) {
   for (const auto& warning : inventory->warnings) {
     std::cerr << "warning: " << warning << "\n";
   }
-  auto accelerators = discovery::FindAccelerators(*sysfs);
-  for (const auto& warning : accelerators.warnings) {
-    std::cerr << "warning: " << warning << "\n";
-  }
-  const Pairing pairing = PairDevices(*inventory, accelerators.devices);
 
   json document;
   if (flags.slices) {
@@ -410,7 +410,7 @@ int RunDiscover(const DiscoverFlags& flags) {
       document = {{"apiVersion", "v1"}, {"kind", "List"}, {"items", items}};
     }
   } else if (output != "table") {
-    document = InventoryJson(*inventory, pairing);
+    document = InventoryJson(*inventory, PairDevices(*inventory, *sysfs));
   }
 
   if (output == "json") {
@@ -419,6 +419,7 @@ int RunDiscover(const DiscoverFlags& flags) {
     std::cout << ToYaml(document);
   } else {
     if (!inventory->devices.empty()) std::cout << Table(*inventory) << "\n";
+    const Pairing pairing = PairDevices(*inventory, *sysfs);
     if (!pairing.roots.empty()) std::cout << PairingTable(pairing) << "\n";
     std::cout << Summary(*inventory) << "\n";
   }

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <climits>
-#include <set>
 
 #include "efadra/discovery/sysfs_values.h"
 
