@@ -50,11 +50,6 @@ Status ValidateClaimRef(const ClaimRef& claim) {
   return Status::Ok();
 }
 
-// `status` with "<what>: " in front, e.g. "prepare claim train/w (uid u): device ...".
-Status For(const std::string& what, const Status& status) {
-  return status.ok() ? status : Status(status.code(), what + ": " + status.message());
-}
-
 std::string CheckpointPath(std::string_view uid) {
   return std::string(kCheckpointDir) + "/" + std::string(uid) + ".json";
 }
@@ -225,9 +220,12 @@ class ClaimPreparer::Impl {
             .WithContext("unprepare " + Describe(ref) + ": remove CDI spec"));
     EFADRA_RETURN_IF_ERROR(state_fs_.RemoveFile(checkpoint_path)
                                .WithContext("unprepare " + Describe(ref) + ": remove checkpoint"));
-    // Until the directory is on disk, a power loss can bring the checkpoint back.
-    EFADRA_RETURN_IF_ERROR(state_fs_.SyncDirectory(kCheckpointDir)
-                               .WithContext("unprepare " + Describe(ref) + ": checkpoint dir"));
+    // Until the directory is on disk, a power loss can bring the checkpoint back. Nothing to
+    // make durable when there was no checkpoint (a repeated or never-prepared unprepare).
+    if (known || leftover) {
+      EFADRA_RETURN_IF_ERROR(state_fs_.SyncDirectory(kCheckpointDir)
+                                 .WithContext("unprepare " + Describe(ref) + ": checkpoint dir"));
+    }
     if (known) {
       std::lock_guard<std::mutex> lock(mu_);
       ForgetUid(ref.uid);
@@ -272,7 +270,9 @@ class ClaimPreparer::Impl {
       return PrepareResult{Status::Ok(), prepared.answer};
     }
     auto rebuilt = Rebuild(prepared.checkpoint);
-    if (!rebuilt.ok()) return PrepareResult{For("prepare " + Describe(ref), rebuilt.status()), {}};
+    if (!rebuilt.ok()) {
+      return PrepareResult{rebuilt.status().WithContext("prepare " + Describe(ref)), {}};
+    }
     return PrepareResult{Status::Ok(), *std::move(rebuilt)};
   }
 
@@ -333,13 +333,13 @@ class ClaimPreparer::Impl {
       checkpoint.devices.push_back(std::move(device));
     }
     auto resolved = Resolve(checkpoint, *inventory);
-    if (!resolved.ok()) return {For("prepare " + Describe(ref), resolved.status()), {}};
+    if (!resolved.ok()) return {resolved.status().WithContext("prepare " + Describe(ref)), {}};
 
     // Reserve the devices before touching the disk, so two claims can never both get one.
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (Status free = CheckFree(ref.uid, resolved->exclusive_keys); !free.ok()) {
-        return {For("prepare " + Describe(ref), free), {}};
+        return {free.WithContext("prepare " + Describe(ref)), {}};
       }
       prepared_[ref.uid] = {checkpoint, resolved->answer, Status::Ok(), resolved->exclusive_keys};
       Hold(ref.uid, resolved->exclusive_keys);
