@@ -154,8 +154,10 @@ void DeviceHealthTracker::OnVerbsEvent(const std::string& rdma_device,
         state.verbs_port_error = true;
         break;
       case discovery::VerbsHealthEvent::kPortUp:
+        // No judgement yet: the re-check poll that follows judges with the port state read
+        // then, so the stream never shows a HEALTHY that the next read takes back.
         state.verbs_port_error = false;
-        break;
+        continue;
       case discovery::VerbsHealthEvent::kDeviceFatal:
         state.verbs_fatal = true;
         break;

@@ -42,6 +42,7 @@ class DeviceHealthTracker final : public HealthSource {
   bool UpdatePolled(const std::vector<discovery::HealthReading>& readings, int64_t now_unix);
 
   // Feeds one verbs async event for the RDMA device `rdma_device` (unknown names are ignored).
+  // kPortUp only clears the port error: the caller re-polls, and that poll judges.
   void OnVerbsEvent(const std::string& rdma_device, discovery::VerbsHealthEvent event,
                     int64_t now_unix);
 
