@@ -8,13 +8,14 @@
 // at a random phase of the poll, time until the stream says UNHEALTHY, flip it back and wait
 // for HEALTHY. No uevent is sent and the rescan is 60 s away, so only the poll can see it.
 //
-// CPU: the driver's utime+stime over --idle-seconds of idleness with polling (default flags),
-// then again for a second driver with --health-poll-interval 0; the difference is the poll's
+// CPU: the driver's utime+stime over --idle-seconds of idleness (after --settle-seconds) with
+// polling (default flags), then again for a second driver with --health-poll-interval 0; the difference is the poll's
 // cost, as % of one core. Idle driver CPU on a shared machine is noisy, so the in-process cost
 // of one HealthPoller::Poll() over the same 32 EFAs (mean of --polls calls) is printed too.
 // docs/performance.md ("Device health latency") records the figures.
 //
-// Usage: health_latency_bench [--flips 50] [--idle-seconds 60] [--polls 2000] [--binary PATH]
+// Usage: health_latency_bench [--flips 50] [--idle-seconds 60] [--settle-seconds 10]
+//                             [--polls 2000] [--binary PATH]
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -136,8 +137,9 @@ std::string AwaitRegistration(pid_t pid, const std::string& dir, const std::stri
   return "";
 }
 
-// The driver's CPU over `seconds` of idleness, as % of one core.
-double IdleCpuPercent(pid_t pid, int seconds) {
+// The driver's CPU over `seconds` of idleness after `settle` seconds, as % of one core.
+double IdleCpuPercent(pid_t pid, int settle, int seconds) {
+  std::this_thread::sleep_for(std::chrono::seconds(settle));
   const auto before = efadra::bench::SampleProcess(pid);
   const auto start = Clock::now();
   std::this_thread::sleep_for(std::chrono::seconds(seconds));
@@ -153,6 +155,7 @@ int main(int argc, char** argv) {
   const int flips = static_cast<int>(flags.Long("--flips", 50));
   const int idle_seconds = static_cast<int>(flags.Long("--idle-seconds", 60));
   const int polls = static_cast<int>(flags.Long("--polls", 2000));
+  const int settle_seconds = static_cast<int>(flags.Long("--settle-seconds", 10));
   const std::string binary = efadra::bench::DriverBinary("health_latency_bench", flags, argv[0]);
 
   efadra::apidouble::FakeApiServer server;
@@ -248,7 +251,7 @@ int main(int argc, char** argv) {
   }
   finish_stream();
 
-  const double cpu_polling = IdleCpuPercent(pid, idle_seconds);
+  const double cpu_polling = IdleCpuPercent(pid, settle_seconds, idle_seconds);
   StopChild(pid);
 
   const pid_t quiet = Spawn(
@@ -260,7 +263,7 @@ int main(int argc, char** argv) {
       }(),
       log);
   if (AwaitRegistration(quiet, dir, "quiet").empty()) return fail("second driver", quiet);
-  const double cpu_quiet = IdleCpuPercent(quiet, idle_seconds);
+  const double cpu_quiet = IdleCpuPercent(quiet, settle_seconds, idle_seconds);
   StopChild(quiet);
 
   std::printf("health_latency_bench: p5.48xlarge (32 EFAs), default flags (--resync 60s, "

@@ -326,7 +326,7 @@ int Run(RunFlags flags) {
   monitor_options.on_port_change = [&rescan_target] {
     if (rescan_target != nullptr) rescan_target->RescanSoon();
   };
-  monitor_options.after_poll = [&health, &metrics] { RecordHealth(health, **metrics); };
+  monitor_options.on_health_change = [&health, &metrics] { RecordHealth(health, **metrics); };
   // Verbs names are this host's; against another sysfs tree there is nothing to open.
   kubelet::HealthMonitor health_monitor(
       *health_sysfs, *health_dev, health,

@@ -120,11 +120,10 @@ void DeviceHealthTracker::Update(const discovery::Inventory& inventory, int64_t 
   if (changed) Changed();
 }
 
-bool DeviceHealthTracker::UpdatePolled(const std::vector<discovery::HealthReading>& readings,
-                                       int64_t now_unix) {
+DeviceHealthTracker::PollOutcome DeviceHealthTracker::UpdatePolled(
+    const std::vector<discovery::HealthReading>& readings, int64_t now_unix) {
   std::lock_guard<std::mutex> lock(mu_);
-  bool changed = false;
-  bool port_changed = false;
+  PollOutcome outcome;
   for (const auto& reading : readings) {
     const std::string name = slices::DeviceName(reading.pci_address);
     auto it = devices_.find(name);
@@ -134,14 +133,14 @@ bool DeviceHealthTracker::UpdatePolled(const std::vector<discovery::HealthReadin
     if (port.state != reading.port_state || port.phys_state != reading.phys_state) {
       port.state = reading.port_state;
       port.phys_state = reading.phys_state;
-      port_changed = true;
+      outcome.port_changed = true;
     }
     state.dev_node_problem = reading.dev_node_problem;
     state.counter_problem = reading.counter_problem;
-    changed = Judge(name, state, now_unix) || changed;
+    outcome.health_changed = Judge(name, state, now_unix) || outcome.health_changed;
   }
-  if (changed) Changed();
-  return port_changed;
+  if (outcome.health_changed) Changed();
+  return outcome;
 }
 
 void DeviceHealthTracker::OnVerbsEvent(const std::string& rdma_device,

@@ -27,6 +27,7 @@ HealthMonitor::HealthMonitor(const core::Filesystem& sysfs, const core::Filesyst
     verbs_ = std::make_unique<discovery::VerbsEventWatcher>(
         std::move(verbs), [this](const std::string& rdma_device, discovery::VerbsHealthEvent event) {
           tracker_.OnVerbsEvent(rdma_device, event, NowUnix());
+          if (options_.on_health_change) options_.on_health_change();
           // PORT_ACTIVE says the port is back; the sysfs state tells what it is now.
           if (event == discovery::VerbsHealthEvent::kPortUp) PollNow();
         });
@@ -112,9 +113,9 @@ void HealthMonitor::Loop() {
     }
     if (!poll) continue;
     if (polling) next_poll = std::chrono::steady_clock::now() + options_.poll_interval;
-    const bool port_changed = tracker_.UpdatePolled(poller_.Poll(), NowUnix());
-    if (options_.after_poll) options_.after_poll();
-    if (port_changed && options_.on_port_change) options_.on_port_change();
+    const auto outcome = tracker_.UpdatePolled(poller_.Poll(), NowUnix());
+    if (outcome.health_changed && options_.on_health_change) options_.on_health_change();
+    if (outcome.port_changed && options_.on_port_change) options_.on_port_change();
   }
 }
 

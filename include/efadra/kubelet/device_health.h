@@ -36,10 +36,16 @@ class DeviceHealthTracker final : public HealthSource {
   // Feeds one scan. `now_unix` stamps the devices whose health changed.
   void Update(const discovery::Inventory& inventory, int64_t now_unix);
 
-  // Feeds one health poll. Readings for devices no scan has reported are ignored. True when
-  // the port state of some device differs from what was known (the caller then rescans, so
-  // the ResourceSlice, which is built from scans, follows).
-  bool UpdatePolled(const std::vector<discovery::HealthReading>& readings, int64_t now_unix);
+  // What one poll changed.
+  struct PollOutcome {
+    bool health_changed = false;  // some device's reported health or message
+    // Some device's port state differs from what was known: the caller then rescans, so the
+    // ResourceSlice, which is built from scans, follows.
+    bool port_changed = false;
+  };
+  // Feeds one health poll. Readings for devices no scan has reported are ignored.
+  PollOutcome UpdatePolled(const std::vector<discovery::HealthReading>& readings,
+                           int64_t now_unix);
 
   // Feeds one verbs async event for the RDMA device `rdma_device` (unknown names are ignored).
   // kPortUp only clears the port error: the caller re-polls, and that poll judges.

@@ -31,8 +31,8 @@ namespace efadra::kubelet {
 struct HealthMonitorOptions {
   std::chrono::milliseconds poll_interval{2000};  // 0: no polling
   std::function<void()> on_port_change;           // may be empty
-  // Called after each poll with the tracker's current health (metrics); may be empty.
-  std::function<void()> after_poll;
+  // Called when a poll or an event changed the tracker's health (metrics); may be empty.
+  std::function<void()> on_health_change;
 };
 
 class HealthMonitor {
