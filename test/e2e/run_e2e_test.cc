@@ -670,10 +670,14 @@ TEST_F(RunE2eTest, GrafanaDashboardQueriesExportedMetrics) {
 TEST_F(RunE2eTest, PortAndUverbsNodeChangesReachTheHealthStreamWithoutARescan) {
   BuildP5();
   auto child = std::make_unique<Child>(Args({{"--resync", "1h"}}), dir_.Sub("log"));
-  ASSERT_TRUE(WaitFor([&] { return ::access(DraSocket().c_str(), F_OK) == 0; }))
-      << ReadFileOrEmpty(dir_.Sub("log"));
+  // Served, as the kubelet sees it: the registration socket answers once the DRA one does.
+  ASSERT_TRUE(WaitFor([&] {
+    pluginregistration::PluginInfo info;
+    return KubeletClient::GetInfo(RegistrationSocket(), &info).ok();
+  })) << ReadFileOrEmpty(dir_.Sub("log"));
   auto stub = v1alpha1::DRAResourceHealth::NewStub(kubelet::testing::UnixChannel(DraSocket()));
   grpc::ClientContext context;
+  context.set_wait_for_ready(true);
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
   auto reader = stub->NodeWatchResources(&context, v1alpha1::NodeWatchResourcesRequest());
   // Reads until `device` has `health`; its message, or nullopt when the stream ended first.
