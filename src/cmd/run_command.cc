@@ -21,12 +21,14 @@
 #include "efadra/core/filesystem.h"
 #include "efadra/discovery/device_watcher.h"
 #include "efadra/discovery/discoverer.h"
+#include "efadra/discovery/verbs_events.h"
 #include "efadra/discovery/verbs_provider.h"
 #include "efadra/kube/client.h"
 #include "efadra/kube/config.h"
 #include "efadra/kubelet/coexistence.h"
 #include "efadra/kubelet/conflict_monitor.h"
 #include "efadra/kubelet/device_health.h"
+#include "efadra/kubelet/health_monitor.h"
 #include "efadra/kubelet/plugin.h"
 #include "efadra/observe/api_request_observer.h"
 #include "efadra/observe/driver_metrics.h"
@@ -49,6 +51,7 @@ struct RunFlags {
   std::string state_dir;  // default: the plugin dir
   std::string http_address = ":8080";
   std::string resync = "60s";
+  std::string health_poll_interval = "2s";
   std::string pod_uid;
   std::string boot_id_file = "/proc/sys/kernel/random/boot_id";
   std::string device_plugin_dir = kubelet::kDefaultDevicePluginDir;
@@ -88,18 +91,26 @@ std::optional<std::chrono::milliseconds> ParseDuration(std::string_view text) {
   return total;
 }
 
+void RecordHealth(const kubelet::DeviceHealthTracker& health, observe::DriverMetrics& metrics) {
+  for (const auto& [device, state] : health.Current()) {
+    metrics.SetDeviceHealthy(device, state == kubelet::DeviceHealthReport::Health::kHealthy);
+  }
+}
+
 // Discovery behind the publisher's scanner seam; also the latest inventory for the claim
 // preparer and the feed of the device-health tracker. Scan() runs on the publisher's thread.
 class InventorySource {
  public:
   InventorySource(const std::string& sysfs_root, const std::string& dev_root,
-                  kubelet::DeviceHealthTracker& health, observe::DriverMetrics& metrics)
+                  kubelet::DeviceHealthTracker& health, kubelet::HealthMonitor& monitor,
+                  observe::DriverMetrics& metrics)
       : sysfs_(core::NewPosixFilesystem(sysfs_root)),
         dev_(core::NewPosixFilesystem(dev_root)),
         // efadv only makes sense against the host's own /sys (names must be this host's).
         verbs_(sysfs_root == "/sys" ? discovery::NewIbverbsProvider() : nullptr),
         discoverer_(*sysfs_, *dev_, verbs_.get()),
         health_(health),
+        monitor_(monitor),
         metrics_(metrics) {}
 
   Result<discovery::Inventory> Scan() {
@@ -117,9 +128,8 @@ class InventorySource {
       spdlog::info("no EFA devices on this node; publishing an empty pool");
     }
     health_.Update(*inventory, static_cast<int64_t>(std::time(nullptr)));
-    for (const auto& [device, health] : health_.Current()) {
-      metrics_.SetDeviceHealthy(device, health == kubelet::DeviceHealthReport::Health::kHealthy);
-    }
+    monitor_.Track(*inventory);
+    RecordHealth(health_, metrics_);
     std::lock_guard<std::mutex> lock(mu_);
     latest_ = std::make_shared<const discovery::Inventory>(*inventory);
     return inventory;
@@ -144,6 +154,7 @@ class InventorySource {
   std::unique_ptr<discovery::VerbsProvider> verbs_;
   discovery::Discoverer discoverer_;
   kubelet::DeviceHealthTracker& health_;
+  kubelet::HealthMonitor& monitor_;
   observe::DriverMetrics& metrics_;
   std::mutex scan_mu_;  // one scan at a time (the publisher's thread, or a first prepare)
   std::set<std::string> logged_;  // guarded by scan_mu_
@@ -263,6 +274,14 @@ int Run(RunFlags flags) {
               << "\" is not a positive duration (e.g. 60s, 5m)\n";
     return 2;
   }
+  const auto health_poll_interval = flags.health_poll_interval == "0"
+                                        ? std::optional(std::chrono::milliseconds(0))
+                                        : ParseDuration(flags.health_poll_interval);
+  if (!health_poll_interval.has_value()) {
+    std::cerr << "efa-dra-driver run: --health-poll-interval \"" << flags.health_poll_interval
+              << "\" is not a duration (e.g. 2s, 500ms; 0 disables polling)\n";
+    return 2;
+  }
   auto http_address = observe::ParseHttpAddress(flags.http_address);
   if (!http_address.ok()) {
     std::cerr << "efa-dra-driver run: --http-address: " << http_address.status().message()
@@ -297,7 +316,23 @@ int Run(RunFlags flags) {
   (*client)->SetObserver(&api_observer);
 
   kubelet::DeviceHealthTracker health(flags.node_name);
-  InventorySource inventory(flags.sysfs_root, flags.dev_root, health, **metrics);
+  // Between rescans: a cheap sysfs poll and verbs async events. A port change it sees asks
+  // for a rescan, so the ResourceSlice follows too.
+  slices::Publisher* rescan_target = nullptr;
+  auto health_sysfs = core::NewPosixFilesystem(flags.sysfs_root);
+  auto health_dev = core::NewPosixFilesystem(flags.dev_root);
+  kubelet::HealthMonitorOptions monitor_options;
+  monitor_options.poll_interval = *health_poll_interval;
+  monitor_options.on_port_change = [&rescan_target] {
+    if (rescan_target != nullptr) rescan_target->RescanSoon();
+  };
+  monitor_options.on_health_change = [&health, &metrics] { RecordHealth(health, **metrics); };
+  // Verbs names are this host's; against another sysfs tree there is nothing to open.
+  kubelet::HealthMonitor health_monitor(
+      *health_sysfs, *health_dev, health,
+      flags.sysfs_root == "/sys" ? discovery::NewIbverbsEventSource() : nullptr,
+      std::move(monitor_options));
+  InventorySource inventory(flags.sysfs_root, flags.dev_root, health, health_monitor, **metrics);
   slices::KubeSliceApi slice_api(**client);
   slices::PublisherOptions publisher_options;
   publisher_options.driver_name = flags.driver_name;
@@ -314,6 +349,7 @@ int Run(RunFlags flags) {
   publisher_options.debounce = std::chrono::milliseconds(0);
   slices::Publisher publisher(
       slice_api, [&inventory] { return inventory.Scan(); }, publisher_options);
+  rescan_target = &publisher;
 
   auto cdi_fs = core::NewPosixFilesystem(flags.cdi_root);
   auto state_fs = core::NewPosixFilesystem(flags.state_dir);
@@ -428,6 +464,8 @@ int Run(RunFlags flags) {
       "slice publisher", [&] { return publisher.Start(); }, [&] { publisher.Stop(); }));
   daemon.Add(std::make_unique<DeviceWatcherComponent>(publisher));
   daemon.Add(std::make_unique<FunctionComponent>(
+      "health monitor", [&] { return health_monitor.Start(); }, [&] { health_monitor.Stop(); }));
+  daemon.Add(std::make_unique<FunctionComponent>(
       "conflict monitor",
       [&] {
         conflicts.Start();
@@ -492,6 +530,12 @@ void AddRunCommand(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   command->add_option("--resync", flags->resync, "Hardware rescan period (e.g. 60s, 5m)")
       ->envname("EFA_DRA_RESYNC")
+      ->capture_default_str();
+  command
+      ->add_option("--health-poll-interval", flags->health_poll_interval,
+                   "How often port state, the uverbs node and hw_counters are polled between "
+                   "rescans (e.g. 2s, 500ms; 0 disables)")
+      ->envname("EFA_DRA_HEALTH_POLL_INTERVAL")
       ->capture_default_str();
   command
       ->add_option("--pod-uid", flags->pod_uid,

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <random>
 #include <regex>
 #include <set>
@@ -662,6 +663,54 @@ TEST_F(RunE2eTest, GrafanaDashboardQueriesExportedMetrics) {
   }
   child->Signal(SIGTERM);
   EXPECT_TRUE(WaitFor([&] { return !child->Running(); }, std::chrono::seconds(5)));
+}
+
+// The kernel sends no uevent when a port goes DOWN and the rescan is an hour away here, so only
+// the health poll (default interval) can carry these changes to the kubelet's health stream.
+TEST_F(RunE2eTest, PortAndUverbsNodeChangesReachTheHealthStreamWithoutARescan) {
+  BuildP5();
+  auto child = std::make_unique<Child>(Args({{"--resync", "1h"}}), dir_.Sub("log"));
+  // Served, as the kubelet sees it: the registration socket answers once the DRA one does.
+  ASSERT_TRUE(WaitFor([&] {
+    pluginregistration::PluginInfo info;
+    return KubeletClient::GetInfo(RegistrationSocket(), &info).ok();
+  })) << ReadFileOrEmpty(dir_.Sub("log"));
+  auto stub = v1alpha1::DRAResourceHealth::NewStub(kubelet::testing::UnixChannel(DraSocket()));
+  grpc::ClientContext context;
+  context.set_wait_for_ready(true);
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
+  auto reader = stub->NodeWatchResources(&context, v1alpha1::NodeWatchResourcesRequest());
+  // Reads until `device` has `health`; its message, or nullopt when the stream ended first.
+  auto await = [&](const std::string& device,
+                   v1alpha1::HealthStatus health) -> std::optional<std::string> {
+    v1alpha1::NodeWatchResourcesResponse message;
+    while (reader->Read(&message)) {
+      for (const auto& d : message.devices()) {
+        if (d.device().device_name() == device && d.health() == health) return d.message();
+      }
+    }
+    return std::nullopt;
+  };
+  const auto& efa = inventory_->devices.at(6);
+  const std::string port = dir_.Sub("sys/class/infiniband/" + efa.rdma_device + "/ports/1/");
+  ASSERT_TRUE(await(Device(6), v1alpha1::HEALTHY)) << ReadFileOrEmpty(dir_.Sub("log"));
+
+  WriteFileOrDie(port + "phys_state", "3: Disabled\n");
+  WriteFileOrDie(port + "state", "1: DOWN\n");
+  EXPECT_EQ(await(Device(6), v1alpha1::UNHEALTHY), "port 1 is DOWN (physical state Disabled)");
+  WriteFileOrDie(port + "state", "4: ACTIVE\n");
+  WriteFileOrDie(port + "phys_state", "5: LinkUp\n");
+  EXPECT_EQ(await(Device(6), v1alpha1::HEALTHY), "");
+
+  const std::string node = dir_.Sub("dev/infiniband/" + efa.UverbsName());
+  std::filesystem::remove(node);
+  const auto lost = await(Device(6), v1alpha1::UNHEALTHY);
+  ASSERT_TRUE(lost.has_value());
+  EXPECT_NE(lost->find(node + " is missing"), std::string::npos) << *lost;
+  context.TryCancel();
+  child->Signal(SIGTERM);
+  EXPECT_TRUE(WaitFor([&] { return !child->Running(); }, std::chrono::seconds(5)));
+  EXPECT_EQ(child->ExitCode(), 0);
 }
 
 }  // namespace
