@@ -136,16 +136,16 @@ class CurlClient final : public Client {
   }
 
   Result<json> Get(std::string_view path) override {
-    return DoJson("GET", "GET", std::string(path), nullptr);
+    return DoJson("GET", "GET", path, "", nullptr);
   }
   Result<json> List(std::string_view collection_path, const ListOptions& options) override {
-    return DoJson("GET", "LIST", std::string(collection_path) + Query(options, false), nullptr);
+    return DoJson("GET", "LIST", collection_path, Query(options, false), nullptr);
   }
   Result<json> Create(std::string_view collection_path, const json& object) override {
-    return DoJson("POST", "POST", std::string(collection_path), &object);
+    return DoJson("POST", "POST", collection_path, "", &object);
   }
   Result<json> Update(std::string_view object_path, const json& object) override {
-    return DoJson("PUT", "PUT", std::string(object_path), &object);
+    return DoJson("PUT", "PUT", object_path, "", &object);
   }
   Status Delete(std::string_view object_path, const DeletePreconditions& pre) override {
     json body = {{"kind", "DeleteOptions"}, {"apiVersion", "v1"}};
@@ -153,7 +153,7 @@ class CurlClient final : public Client {
     if (!pre.resource_version.empty()) {
       body["preconditions"]["resourceVersion"] = pre.resource_version;
     }
-    return DoJson("DELETE", "DELETE", std::string(object_path), &body).status();
+    return DoJson("DELETE", "DELETE", object_path, "", &body).status();
   }
 
   Status Watch(std::string_view collection_path, const ListOptions& options,
@@ -337,13 +337,14 @@ class CurlClient final : public Client {
         std::uniform_int_distribution<int64_t>(0, std::max<int64_t>(ceiling, 0))(rng_));
   }
 
-  Result<json> DoJson(const std::string& method, std::string_view verb, const std::string& path,
-                      const json* object) {
-    const std::string where = method + " " + path;
+  // `query` ("" or "?..." built by Query() from escaped values) is not part of the check.
+  Result<json> DoJson(const std::string& method, std::string_view verb, std::string_view path,
+                      const std::string& query, const json* object) {
     EFADRA_RETURN_IF_ERROR(ValidateRequestPath(path).WithContext(method));
+    const std::string where = method + " " + std::string(path) + query;
     std::string body;
     if (object != nullptr) body = object->dump();
-    const std::string url = config_.server + path;
+    const std::string url = config_.server + std::string(path) + query;
     const int attempts = std::max(1, retry_.max_attempts);
     Status last;
     for (int attempt = 0; attempt < attempts; ++attempt) {
