@@ -545,6 +545,17 @@ Status ValidateRequestPath(std::string_view path) {
     return InvalidArgumentError("request path \"" + shown + "\": " + why);
   };
   if (path.empty() || path[0] != '/') return refuse("does not start with '/'");
+  // A query the caller added ("?fieldManager=...") is already escaped; it may use '/', '?'
+  // and '%', but nothing that would end the request line or start a fragment.
+  if (const size_t q = path.find('?'); q != std::string_view::npos) {
+    for (char c : path.substr(q + 1)) {
+      const auto u = static_cast<unsigned char>(c);
+      if (!IsPchar(u) && c != '/' && c != '?' && c != '%') {
+        return refuse("has a character not allowed in a query");
+      }
+    }
+    path = path.substr(0, q);
+  }
   size_t begin = 1;
   while (begin <= path.size()) {
     size_t end = path.find('/', begin);

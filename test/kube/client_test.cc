@@ -341,8 +341,9 @@ TEST_F(ClientTest, ObserverSeesEveryAttempt) {
 
 TEST_F(ClientTest, RefusesPathsThatLeaveTheirResource) {
   server_.PutNode("n1", "uid-1");
-  // The control: a clean path reaches the node.
+  // The control: a clean path reaches the node, with or without an escaped query.
   ASSERT_TRUE(client_->Get("/api/v1/nodes/n1").ok());
+  ASSERT_TRUE(client_->Get("/api/v1/nodes/n1?fieldManager=efa-dra-driver&x=a%2Fb").ok());
   // libcurl would resolve the dot segments and fetch /api/v1/nodes/n1 instead of a claim.
   const std::string kBad[] = {
       "/api/v1/namespaces/x/../../nodes/n1",
@@ -351,7 +352,9 @@ TEST_F(ClientTest, RefusesPathsThatLeaveTheirResource) {
       "/api/v1/nodes/n1%2F..",
       "/api/v1/nodes/n1 x",
       "/api/v1/nodes/n1\r\nX-Injected: 1",
-      "/api/v1/nodes/n1?watch=true",
+      "/api/v1/nodes/n1?fieldManager=x#frag",
+      "/api/v1/nodes/n1?fieldManager=a b",
+      "/api/v1/x/../nodes/n1?fieldManager=x",
       "/api/v1/nodes/n1#frag",
       "api/v1/nodes/n1",
       "",

@@ -105,7 +105,7 @@ struct RequestObserver {
 
 // kInvalidArgument naming `path` unless it is "/" followed by non-empty segments of RFC 3986
 // pchar (unreserved, sub-delims, ':' and '@'; no '%', so no encoded '/' either) none of which
-// is "." or "..".
+// is "." or "..", optionally followed by an already-escaped "?query" (pchar, '/', '?', '%').
 Status ValidateRequestPath(std::string_view path);
 
 class Client {
