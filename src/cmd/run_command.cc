@@ -9,6 +9,7 @@
 #include <charconv>
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -346,6 +347,12 @@ int Run(RunFlags flags) {
                                           flags.plugin_dir, /*own_socket=*/"")
                 .empty();
   };
+  // Two pods of a rolling update overlap on the node: only the holder of this lock publishes.
+  if (!flags.pod_uid.empty()) {
+    std::error_code ignored;  // a missing directory shows as the lock's own error
+    std::filesystem::create_directories(flags.plugin_dir, ignored);
+    publisher_options.publish_lock_path = flags.plugin_dir + "/publish.lock";
+  }
   // The DeviceWatcher already debounces kernel bursts; a second delay would only add latency.
   publisher_options.debounce = std::chrono::milliseconds(0);
   slices::Publisher publisher(
@@ -432,7 +439,9 @@ int Run(RunFlags flags) {
     return UnavailableError(why);
   });
   http.readiness().Add("resourceslices", [&publisher] {
-    if (publisher.FirstPublishDone()) return Status::Ok();
+    // Standing by is ready: the other instance of the rolling update publishes meanwhile, and
+    // maxUnavailable 0 waits for this pod to be ready before it stops the old one.
+    if (publisher.FirstPublishDone() || publisher.State().standby) return Status::Ok();
     const std::string error = publisher.LastError();
     return UnavailableError(error.empty() ? "not published yet" : error);
   });

@@ -124,6 +124,9 @@ Publisher::Publisher(SliceApi& api, InventoryScanner scanner, PublisherOptions o
     : api_(api), scanner_(std::move(scanner)), options_(std::move(options)) {
   write_tokens_ = std::max(1, options_.write_burst);
   write_tokens_at_ = Clock::now();
+  if (!options_.publish_lock_path.empty()) {
+    publish_lock_ = std::make_unique<PublishLock>(options_.publish_lock_path);
+  }
 }
 
 Publisher::~Publisher() { Stop(); }
@@ -158,6 +161,8 @@ void Publisher::Stop() {
   wake_.notify_all();
   if (sync_thread_.joinable()) sync_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
+  // The instance standing by may take over from here.
+  if (publish_lock_) publish_lock_->Release();
   std::lock_guard<std::mutex> lock(mutex_);
   started_ = false;
 }
@@ -316,6 +321,29 @@ void Publisher::SyncLoop() {
       }
     }
 
+    if (dirty_ && now >= retry_at_ && inventory_.has_value() && publish_lock_ &&
+        !publish_lock_->Held()) {
+      lock.unlock();
+      const Result<bool> acquired = publish_lock_->TryAcquire();
+      lock.lock();
+      if (!acquired.ok() || !*acquired) {
+        if (!acquired.ok()) {
+          state_.last_error = acquired.status().message();
+          spdlog::warn("resource slices: {}", state_.last_error);
+        } else if (!state_.standby) {
+          spdlog::info("resource slices: another instance on this node holds {}; standing by "
+                       "until it is gone",
+                       publish_lock_->path());
+        }
+        state_.standby = acquired.ok();
+        retry_at_ = Clock::now() + options_.publish_lock_retry;
+        continue;
+      }
+      if (state_.standby) {
+        spdlog::info("resource slices: took over publishing ({} is free)", publish_lock_->path());
+      }
+      state_.standby = false;
+    }
     if (dirty_ && now >= retry_at_ && inventory_.has_value() &&
         options_.write_refill.count() > 0) {
       RefillWriteTokensLocked(now);

@@ -267,6 +267,38 @@ TEST_F(PublisherLogicTest, FlappingPortCostsAtMostTheWriteBucketsRate) {
   EXPECT_TRUE(WaitFor([&] { return Converged(); }));
 }
 
+TEST_F(PublisherLogicTest, DuringASurgeOnlyTheLockHolderPublishes) {
+  efadra::testing::TempDir dir;
+  PublisherOptions options = Options();
+  options.publish_lock_path = dir.Sub("publish.lock");
+  options.publish_lock_retry = milliseconds(10);
+  // The old pod publishes what it sees; the new one sees a port down (it would write).
+  Publisher old_pod(api_, Scanner(), options);
+  ASSERT_TRUE(old_pod.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return old_pod.FirstPublishDone(); }));
+  ASSERT_TRUE(Converged());
+  discovery::Inventory changed = testing::P5Inventory();
+  changed.devices[0].port.state = "DOWN";
+  Publisher new_pod(api_, [&changed]() -> Result<discovery::Inventory> { return changed; },
+                    options);
+  api_.ClearWrites();
+  ASSERT_TRUE(new_pod.Start().ok());
+  const auto scans = new_pod.State().scans;
+  ASSERT_TRUE(WaitFor([&] { return new_pod.State().scans >= scans + 20; }));
+  EXPECT_TRUE(new_pod.State().standby);
+  EXPECT_FALSE(new_pod.FirstPublishDone());
+  EXPECT_EQ(api_.Writes(), 0);
+  EXPECT_TRUE(Converged());  // still the old pod's view
+  EXPECT_FALSE(old_pod.State().standby);
+
+  // The old pod goes away: the new one takes over and publishes its view.
+  old_pod.Stop();
+  SetInventory(changed);
+  EXPECT_TRUE(WaitFor([&] { return new_pod.FirstPublishDone() && Converged(); }));
+  EXPECT_FALSE(new_pod.State().standby);
+  EXPECT_EQ(api_.Writes(), 1);
+}
+
 // Forwards to the in-memory API, but every watch ends at once (cleanly, or with 410 Gone):
 // what an overloaded server or a bad proxy does.
 class EndingWatches : public SliceApi {

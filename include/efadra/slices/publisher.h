@@ -42,6 +42,7 @@
 #include "efadra/core/status.h"
 #include "efadra/discovery/efa_device.h"
 #include "efadra/slices/api_limits.h"
+#include "efadra/slices/publish_lock.h"
 #include "efadra/slices/resource_slices.h"
 #include "efadra/slices/slice_api.h"
 
@@ -83,6 +84,11 @@ struct PublisherOptions {
   // (overloaded, or restarting behind a load balancer) would otherwise get a tight loop of
   // lists and watches from every node, all in step.
   std::chrono::milliseconds min_rewatch_interval{std::chrono::seconds(1)};
+  // Rolling updates (--pod-uid): only the instance holding this flock (publish_lock.h)
+  // writes; the other stands by, tries again every `publish_lock_retry`, and takes over once
+  // the holder stops or exits. "" -> no lock (one instance per node).
+  std::string publish_lock_path;
+  std::chrono::milliseconds publish_lock_retry{std::chrono::seconds(1)};
 };
 
 // Returns the node's current inventory (discovery). Called on the publisher's sync thread.
@@ -100,6 +106,8 @@ struct PublisherState {
   uint64_t writes = 0;         // creates + updates + deletes sent
   uint64_t scans = 0;          // hardware scans
   uint64_t watches = 0;        // watches started
+  // Another instance on this node holds the publish lock: this one writes nothing for now.
+  bool standby = false;
   uint64_t write_limited = 0;  // syncs held back by the write token bucket
   // Slices of our driver and node written by another program ("<name> (by <managers>)"), as
   // the last sync found them; while there are any the publisher writes nothing.
@@ -184,6 +192,8 @@ class Publisher {
   bool syncing_ = false;  // a SyncOnce is writing; events wait in pending_
   std::vector<SeenEvent> pending_events_;
   PublisherState state_;
+
+  std::unique_ptr<PublishLock> publish_lock_;  // null without publish_lock_path
 
   std::thread sync_thread_;
   std::thread watch_thread_;
