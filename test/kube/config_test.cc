@@ -105,7 +105,10 @@ TEST(KubeconfigTest, BrokenVariantsNameFileAndField) {
                                 "    client-key-data: UEVN\n"),
        "", {"cutpad", "client-certificate-data", "truncated"}},
       // Cut at a 4-character boundary: valid base64, but the PEM block has no end.
-      {"cutpem", Kubeconfig("    certificate-authority-data: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJzekNDQVZtZ0F3SUJBZ0lVCg==\n", ""), "",
+      {"cutpem",
+       Kubeconfig("    certificate-authority-data: "
+                  "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1J"
+                  "SUJzekNDQVZtZ0F3SUJBZ0lVCg==\n", ""), "",
        {"cutpem", "certificate-authority-data", "-----END", "truncated"}},
   };
   for (const auto& c : cases) {

@@ -26,8 +26,8 @@ EnvGetter ProcessEnv();
 // against the working directory (and shown absolute in messages). Relative file paths in the
 // kubeconfig are resolved against its directory (kubectl semantics); *-data fields are base64
 // and decoded here (a value that is cut short, or decodes to a PEM block with no END line, is
-// an error naming the field); file fields are checked for readability. kInvalidArgument/kNotFound with
-// the file and field on any problem.
+// an error naming the field); file fields are checked for readability. kInvalidArgument or
+// kNotFound with the file and field on any problem.
 Result<ClientConfig> LoadKubeconfig(const std::string& path, const std::string& context = "");
 
 // Same, from YAML text already read (`source` names it in messages).
