@@ -15,6 +15,7 @@
 #include "efadra/claims/cdi_spec.h"
 #include "efadra/claims/checkpoint.h"
 #include "efadra/discovery/sysfs_values.h"
+#include "efadra/slices/api_limits.h"
 #include "efadra/slices/resource_slices.h"
 
 namespace efadra::claims {
@@ -46,6 +47,18 @@ Status ValidateClaimRef(const ClaimRef& claim) {
   }
   if (claim.namespace_name.size() > 63 || claim.name.size() > kMaxNameLength) {
     return InvalidArgumentError(Describe(claim) + ": namespace or name too long");
+  }
+  // Both become API path segments; the kubelet passes them through unchecked, and a "/" or
+  // ".." would address another object.
+  if (!slices::IsDnsLabel(claim.namespace_name)) {
+    return InvalidArgumentError(Describe(claim) +
+                                ": namespace is not a DNS label (RFC 1123: at most 63 of "
+                                "[a-z0-9-], alphanumeric at both ends)");
+  }
+  if (!slices::IsDnsSubdomain(claim.name)) {
+    return InvalidArgumentError(Describe(claim) +
+                                ": name is not a DNS subdomain (RFC 1123: at most 253 "
+                                "characters, dot-separated DNS labels)");
   }
   return Status::Ok();
 }

@@ -5,9 +5,11 @@
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 
+#include <cctype>
 #include <charconv>
 #include <chrono>
 #include <ctime>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 #include <mutex>
@@ -198,6 +200,30 @@ class DeviceWatcherComponent : public Component {
   discovery::DeviceWatcher watcher_;
 };
 
+// RFC 4122 text form: 8-4-4-4-12 hex digits (either case; the API server writes lower case).
+bool IsUuid(std::string_view text) {
+  if (text.size() != 36) return false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (c != '-') return false;
+    } else if (!std::isxdigit(static_cast<unsigned char>(c))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Control characters of a flag value as '?', so a bad value cannot rewrite the terminal.
+std::string EscapeForTerminal(std::string_view text) {
+  std::string out;
+  for (char c : text.substr(0, 128)) {
+    const auto u = static_cast<unsigned char>(c);
+    out += u < 0x20 || u == 0x7f ? '?' : c;
+  }
+  return out;
+}
+
 // The node's boot id: after a reboot /var/run/cdi is empty and specs must be rewritten.
 Result<std::string> ReadBootId(const std::string& path) {
   auto fs = core::NewPosixFilesystem("/");
@@ -268,6 +294,17 @@ int Run(RunFlags flags) {
     std::cerr << "efa-dra-driver run: --node-name (or NODE_NAME) is required\n";
     return 2;
   }
+  // The UID names socket files and is compared with the kubelet's; anything but a UUID is a
+  // wiring mistake in the DaemonSet (a wrong fieldRef), better refused than half-used.
+  if (!flags.pod_uid.empty() && !IsUuid(flags.pod_uid)) {
+    std::cerr << "efa-dra-driver run: --pod-uid (or POD_UID) \"" << EscapeForTerminal(flags.pod_uid)
+              << "\" is not a UUID (8-4-4-4-12 hex digits)\n";
+    return 2;
+  }
+  // Relative paths mean the working directory at start-up (the host filesystem used below
+  // would otherwise root them at "/"); absolute from here on, so messages show the real path.
+  flags.kubeconfig = kube::AbsolutePath(flags.kubeconfig);
+  flags.boot_id_file = kube::AbsolutePath(flags.boot_id_file);
   const auto resync = ParseDuration(flags.resync);
   if (!resync.has_value()) {
     std::cerr << "efa-dra-driver run: --resync \"" << flags.resync
@@ -345,6 +382,12 @@ int Run(RunFlags flags) {
                                           flags.plugin_dir, /*own_socket=*/"")
                 .empty();
   };
+  // Two pods of a rolling update overlap on the node: only the holder of this lock publishes.
+  if (!flags.pod_uid.empty()) {
+    std::error_code ignored;  // a missing directory shows as the lock's own error
+    std::filesystem::create_directories(flags.plugin_dir, ignored);
+    publisher_options.publish_lock_path = flags.plugin_dir + "/publish.lock";
+  }
   // The DeviceWatcher already debounces kernel bursts; a second delay would only add latency.
   publisher_options.debounce = std::chrono::milliseconds(0);
   slices::Publisher publisher(
@@ -432,7 +475,9 @@ int Run(RunFlags flags) {
     return UnavailableError(why);
   });
   http.readiness().Add("resourceslices", [&publisher] {
-    if (publisher.FirstPublishDone()) return Status::Ok();
+    // Standing by is ready: the other instance of the rolling update publishes meanwhile, and
+    // maxUnavailable 0 waits for this pod to be ready before it stops the old one.
+    if (publisher.FirstPublishDone() || publisher.State().standby) return Status::Ok();
     const std::string error = publisher.LastError();
     return UnavailableError(error.empty() ? "not published yet" : error);
   });

@@ -449,7 +449,12 @@ class Walk {
 
 Result<Inventory> Discoverer::Discover() const {
   auto log_once = [this](const std::string& message) {
+    // The messages quote sysfs text (a half-probed device can show new garbage on every
+    // scan), so the set is bounded: when full it starts over, and a skip may be logged again.
+    constexpr size_t kMaxLoggedSkips = 256;
     std::lock_guard<std::mutex> lock(logged_mu_);
+    if (logged_skips_.count(message) > 0) return false;
+    if (logged_skips_.size() >= kMaxLoggedSkips) logged_skips_.clear();
     return logged_skips_.insert(message).second;
   };
   return Walk(sysfs_, dev_, verbs_, log_once).Run();

@@ -35,6 +35,9 @@ class IbverbsProvider final : public VerbsProvider {
       }
     }
     ibv_free_device_list(list);
+    // Keyed by sysfs names, which a hot-plug storm can vary without end: bounded.
+    constexpr size_t kMaxCached = 256;
+    if (result && cache_.size() >= kMaxCached) cache_.clear();
     if (result) cache_[key] = *result;
     return result;
   }

@@ -4,6 +4,7 @@
 #include "efadra/kube/client.h"
 
 #include <curl/curl.h>
+#include <spdlog/spdlog.h>
 
 #include <mutex>
 #include <random>
@@ -82,11 +83,26 @@ struct Response {
   long http = 0;
   std::string body;
   int retry_after = -1;
+  size_t max_body = 0;
+  bool body_too_large = false;
 };
 
-size_t WriteToString(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
-  return size * n;
+std::string DescribeBytes(size_t bytes) {
+  if (bytes % (size_t{1} << 20) == 0) return std::to_string(bytes >> 20) + " MiB";
+  return std::to_string(bytes) + " bytes";
+}
+
+// Returning less than the chunk makes curl abort the transfer (CURLE_WRITE_ERROR), so an
+// oversized body is never accumulated.
+size_t WriteToResponse(char* data, size_t size, size_t n, void* user) {
+  auto* r = static_cast<Response*>(user);
+  const size_t len = size * n;
+  if (r->body.size() + len > r->max_body) {
+    r->body_too_large = true;
+    return 0;
+  }
+  r->body.append(data, len);
+  return len;
 }
 
 size_t HeaderCallback(char* data, size_t size, size_t n, void* user) {
@@ -120,16 +136,16 @@ class CurlClient final : public Client {
   }
 
   Result<json> Get(std::string_view path) override {
-    return DoJson("GET", "GET", std::string(path), nullptr);
+    return DoJson("GET", "GET", path, "", nullptr);
   }
   Result<json> List(std::string_view collection_path, const ListOptions& options) override {
-    return DoJson("GET", "LIST", std::string(collection_path) + Query(options, false), nullptr);
+    return DoJson("GET", "LIST", collection_path, Query(options, false), nullptr);
   }
   Result<json> Create(std::string_view collection_path, const json& object) override {
-    return DoJson("POST", "POST", std::string(collection_path), &object);
+    return DoJson("POST", "POST", collection_path, "", &object);
   }
   Result<json> Update(std::string_view object_path, const json& object) override {
-    return DoJson("PUT", "PUT", std::string(object_path), &object);
+    return DoJson("PUT", "PUT", object_path, "", &object);
   }
   Status Delete(std::string_view object_path, const DeletePreconditions& pre) override {
     json body = {{"kind", "DeleteOptions"}, {"apiVersion", "v1"}};
@@ -137,7 +153,7 @@ class CurlClient final : public Client {
     if (!pre.resource_version.empty()) {
       body["preconditions"]["resourceVersion"] = pre.resource_version;
     }
-    return DoJson("DELETE", "DELETE", std::string(object_path), &body).status();
+    return DoJson("DELETE", "DELETE", object_path, "", &body).status();
   }
 
   Status Watch(std::string_view collection_path, const ListOptions& options,
@@ -194,6 +210,25 @@ class CurlClient final : public Client {
     return t;
   }
 
+  // ca_data, or the current content of ca_reload_file (re-read per request: a CA bundle is a
+  // few KiB, cheap next to a round trip, and a check of size or mtime alone would miss an
+  // in-place rewrite of the same size within one second).
+  std::string CurrentCaData() const {
+    if (config_.ca_reload_file.empty()) return config_.ca_data;
+    auto content = config_.filesystem->ReadFile(config_.ca_reload_file);
+    std::lock_guard<std::mutex> lock(ca_mu_);
+    if (content.ok() && !content->empty()) {
+      if (!reloaded_ca_.empty() && *content != reloaded_ca_) {
+        spdlog::info("kube client: CA bundle {} changed; new connections trust the new one",
+                     config_.filesystem->HostPath(config_.ca_reload_file));
+      }
+      reloaded_ca_ = std::move(content).value();
+    } else if (reloaded_ca_.empty()) {
+      return config_.ca_data;
+    }
+    return reloaded_ca_;
+  }
+
   // Common options; `headers` must outlive the transfer.
   Status Setup(CURL* h, const std::string& method, const std::string& url,
                curl_slist** headers, std::chrono::milliseconds timeout) const {
@@ -206,9 +241,12 @@ class CurlClient final : public Client {
     curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
     if (method != "GET") curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
     if (!config_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, config_.ca_file.c_str());
-    if (!config_.ca_data.empty()) {
-      curl_blob blob{const_cast<char*>(config_.ca_data.data()), config_.ca_data.size(),
-                     CURL_BLOB_COPY};
+    // CURL_BLOB_COPY: curl keeps its own copy, so the bundle may change after this call.
+    // A changed bundle also stops curl from reusing connections set up under the old one
+    // (the blob is part of the SSL config a reused connection must match).
+    const std::string ca_data = CurrentCaData();
+    if (!ca_data.empty()) {
+      curl_blob blob{const_cast<char*>(ca_data.data()), ca_data.size(), CURL_BLOB_COPY};
       curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
     }
     if (config_.insecure_skip_tls_verify) {
@@ -254,6 +292,7 @@ class CurlClient final : public Client {
   Response Perform(const std::string& method, std::string_view verb, const std::string& url,
                    const std::string* body) {
     Response r;
+    r.max_body = config_.max_response_bytes;
     auto start = std::chrono::steady_clock::now();
     CurlPtr h = Acquire();
     curl_slist* headers = nullptr;
@@ -271,8 +310,8 @@ class CurlClient final : public Client {
     }
     char errbuf[CURL_ERROR_SIZE] = {0};
     curl_easy_setopt(h.get(), CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h.get(), CURLOPT_WRITEFUNCTION, WriteToString);
-    curl_easy_setopt(h.get(), CURLOPT_WRITEDATA, &r.body);
+    curl_easy_setopt(h.get(), CURLOPT_WRITEFUNCTION, WriteToResponse);
+    curl_easy_setopt(h.get(), CURLOPT_WRITEDATA, &r);
     curl_easy_setopt(h.get(), CURLOPT_HEADERFUNCTION, HeaderCallback);
     curl_easy_setopt(h.get(), CURLOPT_HEADERDATA, &r);
     r.curl = curl_easy_perform(h.get());
@@ -298,17 +337,26 @@ class CurlClient final : public Client {
         std::uniform_int_distribution<int64_t>(0, std::max<int64_t>(ceiling, 0))(rng_));
   }
 
-  Result<json> DoJson(const std::string& method, std::string_view verb, const std::string& path,
-                      const json* object) {
-    const std::string where = method + " " + path;
+  // `query` ("" or "?..." built by Query() from escaped values) is not part of the check.
+  Result<json> DoJson(const std::string& method, std::string_view verb, std::string_view path,
+                      const std::string& query, const json* object) {
+    EFADRA_RETURN_IF_ERROR(ValidateRequestPath(path).WithContext(method));
+    const std::string where = method + " " + std::string(path) + query;
     std::string body;
     if (object != nullptr) body = object->dump();
-    const std::string url = config_.server + path;
+    const std::string url = config_.server + std::string(path) + query;
     const int attempts = std::max(1, retry_.max_attempts);
     Status last;
     for (int attempt = 0; attempt < attempts; ++attempt) {
       Response r = Perform(method, verb, url, object != nullptr ? &body : nullptr);
       bool retryable = false;
+      if (r.body_too_large) {
+        // Not retried: the next attempt would download the same body again.
+        return ResourceExhaustedError(where + ": response from " + config_.server +
+                                      " exceeds the limit of " +
+                                      DescribeBytes(config_.max_response_bytes) +
+                                      "; transfer aborted");
+      }
       if (r.curl != CURLE_OK) {
         if (r.curl == CURLE_READ_ERROR && r.http == 0 && r.body.empty() &&
             r.curl_error.find("token") != std::string::npos) {
@@ -348,6 +396,8 @@ class CurlClient final : public Client {
   ClientConfig config_;
   RetryPolicy retry_;
   std::atomic<RequestObserver*> observer_{nullptr};
+  mutable std::mutex ca_mu_;
+  mutable std::string reloaded_ca_;  // last good content of ca_reload_file; guarded by ca_mu_
   std::mutex mu_;  // guards pool_ and rng_
   std::vector<CurlPtr> pool_;
   std::mt19937_64 rng_;
@@ -355,6 +405,7 @@ class CurlClient final : public Client {
 
 struct WatchSink {
   std::string buffer;
+  size_t max_line = 0;
   const std::function<bool(const WatchEvent&)>* on_event = nullptr;
   bool stopped_by_callback = false;
   Status error;
@@ -368,7 +419,11 @@ size_t WatchWrite(char* data, size_t size, size_t n, void* user) {
   const size_t len = size * n;
   if (sink->http == 0) curl_easy_getinfo(sink->handle, CURLINFO_RESPONSE_CODE, &sink->http);
   if (sink->http != 200) {
-    sink->error_body.append(data, len);
+    // Only the start of an error body is ever shown; the rest is dropped, not stored.
+    constexpr size_t kMaxErrorBody = 64 * 1024;
+    if (sink->error_body.size() < kMaxErrorBody) {
+      sink->error_body.append(data, std::min(len, kMaxErrorBody - sink->error_body.size()));
+    }
     return len;
   }
   sink->buffer.append(data, len);
@@ -396,12 +451,19 @@ size_t WatchWrite(char* data, size_t size, size_t n, void* user) {
       return 0;  // aborts the transfer
     }
   }
+  // What is left is the start of an event whose newline has not arrived yet.
+  if (sink->buffer.size() > sink->max_line) {
+    sink->error = ResourceExhaustedError("watch event exceeds the limit of " +
+                                         DescribeBytes(sink->max_line) + "; stream aborted");
+    return 0;
+  }
   return len;
 }
 
 Status CurlClient::Watch(std::string_view collection_path, const ListOptions& options,
                          const std::function<bool(const WatchEvent&)>& on_event,
                          const std::atomic<bool>& stop) {
+  EFADRA_RETURN_IF_ERROR(ValidateRequestPath(collection_path).WithContext("WATCH"));
   const std::string path = std::string(collection_path) + Query(options, true);
   const std::string where = "WATCH " + path;
   auto start = std::chrono::steady_clock::now();
@@ -416,6 +478,7 @@ Status CurlClient::Watch(std::string_view collection_path, const ListOptions& op
     return setup.WithContext(where);
   }
   WatchSink sink;
+  sink.max_line = config_.max_watch_line_bytes;
   sink.on_event = &on_event;
   sink.handle = h.get();
   char errbuf[CURL_ERROR_SIZE] = {0};
@@ -451,7 +514,7 @@ Status CurlClient::Watch(std::string_view collection_path, const ListOptions& op
   Observe("WATCH", sink.http, start);
   if (cancelled) return CancelledError(where + ": stopped");
   if (sink.stopped_by_callback) return Status::Ok();
-  if (!sink.error.ok()) return sink.error.WithContext(where);
+  if (!sink.error.ok()) return sink.error.WithContext(where + " (" + config_.server + ")");
   if (sink.http != 0 && sink.http != 200) {
     return Status(CodeForHttp(sink.http, false),
                   where + ": " + DescribeHttpError(sink.http, sink.error_body));
@@ -464,7 +527,53 @@ Status CurlClient::Watch(std::string_view collection_path, const ListOptions& op
   return Status::Ok();
 }
 
+bool IsPchar(unsigned char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return std::string_view("-._~!$&'()*+,;=:@").find(static_cast<char>(c)) !=
+         std::string_view::npos;
+}
+
 }  // namespace
+
+Status ValidateRequestPath(std::string_view path) {
+  auto refuse = [&](const std::string& why) {
+    std::string shown;
+    for (char c : path.substr(0, 256)) {
+      const auto u = static_cast<unsigned char>(c);
+      shown += u < 0x20 || u >= 0x7f ? '?' : c;
+    }
+    return InvalidArgumentError("request path \"" + shown + "\": " + why);
+  };
+  if (path.empty() || path[0] != '/') return refuse("does not start with '/'");
+  // A query the caller added ("?fieldManager=...") is already escaped; it may use '/', '?'
+  // and '%', but nothing that would end the request line or start a fragment.
+  if (const size_t q = path.find('?'); q != std::string_view::npos) {
+    for (char c : path.substr(q + 1)) {
+      const auto u = static_cast<unsigned char>(c);
+      if (!IsPchar(u) && c != '/' && c != '?' && c != '%') {
+        return refuse("has a character not allowed in a query");
+      }
+    }
+    path = path.substr(0, q);
+  }
+  size_t begin = 1;
+  while (begin <= path.size()) {
+    size_t end = path.find('/', begin);
+    if (end == std::string_view::npos) end = path.size();
+    const std::string_view segment = path.substr(begin, end - begin);
+    if (segment.empty()) return refuse("has an empty segment");
+    if (segment == "." || segment == "..") {
+      return refuse("has a \"" + std::string(segment) + "\" segment");
+    }
+    for (char c : segment) {
+      if (!IsPchar(static_cast<unsigned char>(c))) {
+        return refuse("has a character not allowed in a path segment");
+      }
+    }
+    begin = end + 1;
+  }
+  return Status::Ok();
+}
 
 Result<std::unique_ptr<Client>> Client::Create(ClientConfig config, RetryPolicy retry) {
   if (config.server.empty()) {
@@ -496,6 +605,21 @@ Result<std::unique_ptr<Client>> Client::Create(ClientConfig config, RetryPolicy 
     return InvalidArgumentError("kube client" +
                                 (config.source.empty() ? "" : " (" + config.source + ")") +
                                 ": client certificate and key must be given together");
+  }
+  const std::string source = config.source.empty() ? config.server : config.source;
+  if (config.insecure_skip_tls_verify) {
+    spdlog::warn("kube client ({}): insecure-skip-tls-verify is set: the API server's "
+                 "certificate is not checked, anyone on the path can impersonate it",
+                 source);
+  }
+  const bool has_token = !config.token.empty() || !config.token_file.empty();
+  if (has_token && config.server.rfind("http://", 0) == 0) {
+    spdlog::warn("kube client ({}): a bearer token is sent over plain http:// to {}: anyone "
+                 "on the path can read it",
+                 source, config.server);
+  }
+  if (config.max_response_bytes == 0 || config.max_watch_line_bytes == 0) {
+    return InvalidArgumentError("kube client: response and watch-event limits must be > 0");
   }
   return std::unique_ptr<Client>(new CurlClient(std::move(config), retry));
 }

@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 
 namespace efadra::kube {
@@ -50,6 +52,18 @@ Status CheckReadable(const std::string& path, const std::string& field, const st
   return Status::Ok();
 }
 
+// A *-data field that decodes to PEM must hold whole PEM blocks: a value cut short in the
+// kubeconfig can still be valid base64 (cut at a 4-character boundary) and would otherwise
+// surface much later as an opaque TLS error.
+Status CheckWholePem(const std::string& decoded) {
+  const size_t begin = decoded.find("-----BEGIN ");
+  if (begin == std::string::npos) return Status::Ok();
+  if (decoded.find("-----END ", begin) == std::string::npos) {
+    return InvalidArgumentError("PEM block has no -----END line (truncated?)");
+  }
+  return Status::Ok();
+}
+
 Result<ClientConfig> Parse(const std::string& yaml, const std::string& where,
                            const std::string& base_dir, const std::string& context_name) {
   YAML::Node root;
@@ -87,9 +101,10 @@ Result<ClientConfig> Parse(const std::string& yaml, const std::string& where,
     }
     if (std::string data = Str(cluster, "certificate-authority-data"); !data.empty()) {
       auto decoded = DecodeBase64(data);
-      if (!decoded.ok()) {
+      Status pem = decoded.ok() ? CheckWholePem(*decoded) : decoded.status();
+      if (!pem.ok()) {
         return InvalidArgumentError(cluster_where + ": certificate-authority-data: " +
-                                    decoded.status().message());
+                                    pem.message());
       }
       config.ca_data = *decoded;
     }
@@ -118,9 +133,9 @@ Result<ClientConfig> Parse(const std::string& yaml, const std::string& where,
                                 {"client-key-data", &config.client_key_data}}) {
         if (std::string data = Str(user, field); !data.empty()) {
           auto decoded = DecodeBase64(data);
-          if (!decoded.ok()) {
-            return InvalidArgumentError(user_where + ": " + field + ": " +
-                                        decoded.status().message());
+          Status pem = decoded.ok() ? CheckWholePem(*decoded) : decoded.status();
+          if (!pem.ok()) {
+            return InvalidArgumentError(user_where + ": " + field + ": " + pem.message());
           }
           *out = *decoded;
         }
@@ -157,6 +172,7 @@ Result<std::string> DecodeBase64(std::string_view text) {
   uint32_t acc = 0;
   int bits = 0;
   size_t pad = 0;
+  size_t symbols = 0;
   for (char c : text) {
     if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
     int v;
@@ -177,6 +193,7 @@ Result<std::string> DecodeBase64(std::string_view text) {
       return InvalidArgumentError(std::string("invalid base64 character '") + c + "'");
     }
     if (pad > 0) return InvalidArgumentError("invalid base64: data after '=' padding");
+    ++symbols;
     acc = (acc << 6) | static_cast<uint32_t>(v);
     bits += 6;
     if (bits >= 8) {
@@ -184,7 +201,18 @@ Result<std::string> DecodeBase64(std::string_view text) {
       out.push_back(static_cast<char>((acc >> bits) & 0xff));
     }
   }
-  if (bits >= 6 || pad > 2) return InvalidArgumentError("invalid base64: truncated input");
+  // A cut-off value shows as a lone last symbol, padding that does not complete the last
+  // 4-symbol group, or leftover bits that a real encoder always sets to zero.
+  if (bits >= 6 || pad > 2 || symbols % 4 == 1) {
+    return InvalidArgumentError("invalid base64: truncated input");
+  }
+  if (pad > 0 && (symbols + pad) % 4 != 0) {
+    return InvalidArgumentError("invalid base64: truncated input (padding does not complete "
+                                "the last group)");
+  }
+  if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
+    return InvalidArgumentError("invalid base64: truncated input (non-zero trailing bits)");
+  }
   return out;
 }
 
@@ -193,7 +221,17 @@ Result<ClientConfig> ParseKubeconfig(const std::string& yaml, const std::string&
   return Parse(yaml, "kubeconfig " + source, "", context);
 }
 
-Result<ClientConfig> LoadKubeconfig(const std::string& path, const std::string& context) {
+std::string AbsolutePath(const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  char cwd[4096];
+  if (::getcwd(cwd, sizeof(cwd)) == nullptr) return path;
+  return core::JoinPath(cwd, path);
+}
+
+Result<ClientConfig> LoadKubeconfig(const std::string& given_path, const std::string& context) {
+  // Relative to the working directory, as a user typing it means; the host filesystem would
+  // otherwise root it at "/". Absolute from here on, so messages show where it was read.
+  const std::string path = AbsolutePath(given_path);
   auto fs = core::NewPosixFilesystem("/");
   auto content = fs->ReadFile(path);
   if (!content.ok()) {
@@ -231,6 +269,8 @@ Result<ClientConfig> InClusterConfig(std::shared_ptr<const core::Filesystem> fs,
     return ca.status().WithContext("in-cluster config: CA bundle " + fs->HostPath(ca_path));
   }
   config.ca_data = *ca;
+  // The cluster CA rotates in place; the client re-reads it (ClientConfig::ca_reload_file).
+  config.ca_reload_file = ca_path;
   config.filesystem = std::move(fs);
   return config;
 }

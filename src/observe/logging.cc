@@ -79,6 +79,34 @@ class JsonFormatter final : public spdlog::formatter {
   }
 };
 
+// The text format's message (%*): one event is one line, whatever the API or sysfs put into
+// the text (an error body, an object name), so control characters are written as escapes. A
+// backslash stays as it is: the line is for people, and a literal "\n" cannot break it.
+class EscapedPayload final : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    static constexpr char kHex[] = "0123456789abcdef";
+    for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+      const auto u = static_cast<unsigned char>(c);
+      if (u >= 0x20 && u != 0x7f) {
+        dest.push_back(c);
+        continue;
+      }
+      const char* escaped = u == '\n' ? "\\n" : u == '\r' ? "\\r" : u == '\t' ? "\\t" : nullptr;
+      if (escaped != nullptr) {
+        dest.append(escaped, escaped + 2);
+      } else {
+        const char hex[4] = {'\\', 'x', kHex[u >> 4], kHex[u & 0xf]};
+        dest.append(hex, hex + 4);
+      }
+    }
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<EscapedPayload>();
+  }
+};
+
 bool NeedsQuotes(std::string_view value) {
   if (value.empty()) return true;
   for (char c : value) {
@@ -156,7 +184,9 @@ void SetupLogging(LogFormat format, int verbosity, spdlog::sink_ptr sink) {
   if (format == LogFormat::kJson) {
     logger->set_formatter(std::make_unique<JsonFormatter>());
   } else {
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %L %v", spdlog::pattern_time_type::utc);
+    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
+    formatter->add_flag<EscapedPayload>('*').set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %L %*");
+    logger->set_formatter(std::move(formatter));
   }
   logger->set_level(verbosity >= 4 ? spdlog::level::debug : spdlog::level::info);
   logger->flush_on(spdlog::level::info);

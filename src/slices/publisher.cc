@@ -121,7 +121,13 @@ void SetGeneration(json& slice, int64_t generation) {
 }  // namespace
 
 Publisher::Publisher(SliceApi& api, InventoryScanner scanner, PublisherOptions options)
-    : api_(api), scanner_(std::move(scanner)), options_(std::move(options)) {}
+    : api_(api), scanner_(std::move(scanner)), options_(std::move(options)) {
+  write_tokens_ = std::max(1, options_.write_burst);
+  write_tokens_at_ = Clock::now();
+  if (!options_.publish_lock_path.empty()) {
+    publish_lock_ = std::make_unique<PublishLock>(options_.publish_lock_path);
+  }
+}
 
 Publisher::~Publisher() { Stop(); }
 
@@ -155,6 +161,8 @@ void Publisher::Stop() {
   wake_.notify_all();
   if (sync_thread_.joinable()) sync_thread_.join();
   if (watch_thread_.joinable()) watch_thread_.join();
+  // The instance standing by may take over from here.
+  if (publish_lock_) publish_lock_->Release();
   std::lock_guard<std::mutex> lock(mutex_);
   started_ = false;
 }
@@ -245,11 +253,25 @@ bool Publisher::WaitForStop(std::chrono::milliseconds delay) {
 }
 
 void Publisher::LogNewWarnings(const std::vector<std::string>& warnings) {
+  // The warnings quote sysfs text, which can change on every scan of a broken device; past
+  // this many distinct ones the set starts over (a warning may then repeat, memory stays put).
+  constexpr size_t kMaxLoggedWarnings = 256;
   std::lock_guard<std::mutex> lock(mutex_);
   for (const auto& warning : warnings) {
     // Each distinct problem once per process, not once per sync.
-    if (logged_warnings_.insert(warning).second) spdlog::warn("resource slices: {}", warning);
+    if (logged_warnings_.count(warning) > 0) continue;
+    if (logged_warnings_.size() >= kMaxLoggedWarnings) logged_warnings_.clear();
+    logged_warnings_.insert(warning);
+    spdlog::warn("resource slices: {}", warning);
   }
+}
+
+void Publisher::RefillWriteTokensLocked(Clock::time_point now) {
+  if (options_.write_refill.count() <= 0) return;
+  const double refilled =
+      std::chrono::duration<double>(now - write_tokens_at_) / options_.write_refill;
+  write_tokens_ = std::min<double>(std::max(1, options_.write_burst), write_tokens_ + refilled);
+  write_tokens_at_ = now;
 }
 
 void Publisher::SyncLoop() {
@@ -299,12 +321,53 @@ void Publisher::SyncLoop() {
       }
     }
 
+    if (dirty_ && now >= retry_at_ && inventory_.has_value() && publish_lock_ &&
+        !publish_lock_->Held()) {
+      lock.unlock();
+      const Result<bool> acquired = publish_lock_->TryAcquire();
+      lock.lock();
+      if (!acquired.ok() || !*acquired) {
+        if (!acquired.ok()) {
+          state_.last_error = acquired.status().message();
+          spdlog::warn("resource slices: {}", state_.last_error);
+        } else if (!state_.standby) {
+          spdlog::info("resource slices: another instance on this node holds {}; standing by "
+                       "until it is gone",
+                       publish_lock_->path());
+        }
+        state_.standby = acquired.ok();
+        retry_at_ = Clock::now() + options_.publish_lock_retry;
+        continue;
+      }
+      if (state_.standby) {
+        spdlog::info("resource slices: took over publishing ({} is free)", publish_lock_->path());
+      }
+      state_.standby = false;
+    }
+    if (dirty_ && now >= retry_at_ && inventory_.has_value() &&
+        options_.write_refill.count() > 0) {
+      RefillWriteTokensLocked(now);
+      if (write_tokens_ < 1) {
+        // Held back, not dropped: dirty_ stays set and the sync runs, on the inventory of
+        // that moment, once a token is there.
+        ++state_.write_limited;
+        retry_at_ = now + std::chrono::duration_cast<std::chrono::milliseconds>(
+                              (1 - write_tokens_) * options_.write_refill) +
+                    std::chrono::milliseconds(1);
+        continue;
+      }
+    }
     if (dirty_ && now >= retry_at_ && inventory_.has_value()) {
       dirty_ = false;
       const discovery::Inventory inventory = *inventory_;
+      const uint64_t writes_before = state_.writes;
       lock.unlock();
       const Status status = SyncOnce(inventory);
       lock.lock();
+      // Only a sync that wrote costs a token: a list that finds the pool right is cheap.
+      if (state_.writes != writes_before && options_.write_refill.count() > 0) {
+        write_tokens_ -= 1;
+      }
       if (status.ok()) {
         failures = 0;
       } else {
@@ -641,6 +704,11 @@ void Publisher::WatchLoop() {
     if (differs && synced_before) MarkDirty();
 
     std::string resource_version = StringAt(*list, "metadata", "resourceVersion");
+    const auto watch_start = Clock::now();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ++state_.watches;
+    }
     const Status watched = api_.WatchSlices(
         options_.driver_name, options_.node_name, resource_version,
         [&](const std::string& type, const json& object) {
@@ -654,7 +722,19 @@ void Publisher::WatchLoop() {
     if (stop_flag_) return;
     if (watched.ok() || watched.code() == StatusCode::kOutOfRange) {
       failures = 0;
-      continue;  // re-list and re-watch
+      // Re-list and re-watch, but not sooner than min_rewatch_interval after this watch began
+      // (plus jitter, so nodes whose watches the server ended together come back spread).
+      const int64_t min_ms = options_.min_rewatch_interval.count();
+      if (min_ms > 0) {
+        thread_local std::mt19937_64 rng{std::random_device{}()};
+        const auto jitter = std::chrono::milliseconds(
+            std::uniform_int_distribution<int64_t>(0, std::max<int64_t>(0, min_ms / 2))(rng));
+        const auto earliest = watch_start + options_.min_rewatch_interval + jitter;
+        const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+            earliest - Clock::now());
+        if (wait.count() > 0 && WaitForStop(wait)) return;
+      }
+      continue;
     }
     ++failures;
     if (WaitForStop(Backoff(failures))) return;

@@ -35,5 +35,48 @@ TEST(CliTest, MistypedSubcommandNamesTheValidOnesAndTheClosest) {
   EXPECT_EQ(testing::RunCommand(std::string(kBinary) + " --help >/dev/null").exit_code, 0);
 }
 
+TEST(CliTest, PodUidMustBeAUuid) {
+  testing::TempDir dir;
+  testing::WriteFileOrDie(dir.Sub("boot_id"), "b0\n");
+  const std::string run = std::string(kBinary) + " run --node-name n1 --boot-id-file " +
+                          dir.Sub("boot_id") + " --kubeconfig " + dir.Sub("none") +
+                          " --plugin-dir " + dir.Sub("plugin") + " --registrar-dir " +
+                          dir.Sub("registry") + " --http-address 127.0.0.1:0";
+  struct Case {
+    std::string what, args, env, shown;
+  };
+  const Case kCases[] = {
+      {"flag", " --pod-uid ../../x", "", "--pod-uid (or POD_UID) \"../../x\" is not a UUID"},
+      {"env", "", "POD_UID=12345678-1234-1234-1234-12345678901", "is not a UUID"},
+      {"env not hex", "", "POD_UID=1234567g-1234-1234-1234-123456789012", "\"1234567g-"},
+      {"control characters", " --pod-uid \"$(printf 'a\\nb')\"", "", "\"a?b\""},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.what);
+    auto result = testing::RunCommand("env -u KUBECONFIG " + c.env + " " + run + c.args + " 2>&1");
+    EXPECT_EQ(result.exit_code, 2) << result.out;
+    EXPECT_NE(result.out.find(c.shown), std::string::npos) << result.out;
+  }
+  // A valid one gets past the check (and fails later, on the missing kubeconfig).
+  auto valid = testing::RunCommand("env -u KUBECONFIG " + run +
+                                   " --pod-uid 0F8FAD5B-D9CB-469F-A165-70867728950E 2>&1");
+  EXPECT_EQ(valid.out.find("UUID"), std::string::npos) << valid.out;
+  EXPECT_NE(valid.out.find(dir.Sub("none")), std::string::npos) << valid.out;
+}
+
+TEST(CliTest, RelativePathsAreTakenAgainstTheWorkingDirectory) {
+  testing::TempDir dir;
+  testing::WriteFileOrDie(dir.Sub("ids/boot_id"), "b0\n");
+  // The boot id is read (it is relative to the working directory, not to "/"), and the
+  // kubeconfig after it is named by its absolute path.
+  auto result = testing::RunCommand("cd " + dir.path() + " && env -u KUBECONFIG " + kBinary +
+                                    " run --node-name n1 --boot-id-file ids/boot_id "
+                                    "--kubeconfig kube/config --http-address 127.0.0.1:0 2>&1");
+  EXPECT_EQ(result.exit_code, 1) << result.out;
+  EXPECT_EQ(result.out.find("boot"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("kubeconfig " + dir.Sub("kube/config")), std::string::npos)
+      << result.out;
+}
+
 }  // namespace
 }  // namespace efadra::cmd

@@ -291,6 +291,9 @@ TEST_F(RunE2eTest, PublishesRegistersPreparesAndStopsCleanlyOnSigterm) {
 // socket names; the old one leaves on SIGTERM and the new one unprepares what it prepared.
 TEST_F(RunE2eTest, ASurgeRolloutOverlapsTwoPodsOnOnePort) {
   BuildP5();
+  // Pod UIDs as the API server writes them (the driver refuses anything but a UUID).
+  const std::string kOldPod = "01d0d000-0000-4000-8000-000000000001";
+  const std::string kNewPod = "0e40d000-0000-4000-8000-000000000002";
   auto pod = [&](const std::string& uid) {
     auto args = Args();
     args.insert(args.end(), {"--pod-uid", uid});
@@ -310,29 +313,29 @@ TEST_F(RunE2eTest, ASurgeRolloutOverlapsTwoPodsOnOnePort) {
     });
   };
 
-  auto old_pod = pod("old-pod");
-  ASSERT_TRUE(registered("old-pod")) << ReadFileOrEmpty(dir_.Sub("log"));
+  auto old_pod = pod(kOldPod);
+  ASSERT_TRUE(registered(kOldPod)) << ReadFileOrEmpty(dir_.Sub("log"));
   ASSERT_TRUE(WaitFor([&] { return HttpStatus("/readyz") == 200; }))
       << ReadFileOrEmpty(dir_.Sub("log"));
   PutClaim("job", "uid-job", {Device(0)});
   dra_v1::NodePrepareResourcesRequest prepare;
   AddClaim(&prepare, "train", "job", "uid-job");
   dra_v1::NodePrepareResourcesResponse prepared;
-  ASSERT_TRUE(KubeletClient::Prepare<dra_v1::DRAPlugin>(dra_socket("old-pod"), prepare, &prepared)
+  ASSERT_TRUE(KubeletClient::Prepare<dra_v1::DRAPlugin>(dra_socket(kOldPod), prepare, &prepared)
                   .ok());
   ASSERT_EQ(prepared.claims().at("uid-job").error(), "");
 
   // The surge pod binds the same port and registers next to the old one.
-  auto new_pod = pod("new-pod");
-  ASSERT_TRUE(registered("new-pod")) << ReadFileOrEmpty(dir_.Sub("log"));
+  auto new_pod = pod(kNewPod);
+  ASSERT_TRUE(registered(kNewPod)) << ReadFileOrEmpty(dir_.Sub("log"));
   EXPECT_TRUE(old_pod->Running());
   EXPECT_TRUE(new_pod->Running()) << ReadFileOrEmpty(dir_.Sub("log"));
 
   old_pod->Signal(SIGTERM);
   ASSERT_TRUE(WaitFor([&] { return !old_pod->Running(); }, std::chrono::seconds(5)));
   EXPECT_EQ(old_pod->ExitCode(), 0) << ReadFileOrEmpty(dir_.Sub("log"));
-  EXPECT_FALSE(std::filesystem::exists(registration("old-pod")));
-  EXPECT_TRUE(std::filesystem::exists(registration("new-pod")));
+  EXPECT_FALSE(std::filesystem::exists(registration(kOldPod)));
+  EXPECT_TRUE(std::filesystem::exists(registration(kNewPod)));
 
   // The port is served by the new pod alone now, and it is ready.
   EXPECT_TRUE(WaitFor([&] { return HttpStatus("/readyz") == 200; }))
@@ -340,13 +343,13 @@ TEST_F(RunE2eTest, ASurgeRolloutOverlapsTwoPodsOnOnePort) {
   // It answers the old pod's claim identically and can unprepare it.
   dra_v1::NodePrepareResourcesResponse again;
   ASSERT_TRUE(
-      KubeletClient::Prepare<dra_v1::DRAPlugin>(dra_socket("new-pod"), prepare, &again).ok());
+      KubeletClient::Prepare<dra_v1::DRAPlugin>(dra_socket(kNewPod), prepare, &again).ok());
   EXPECT_EQ(again.claims().at("uid-job").SerializeAsString(),
             prepared.claims().at("uid-job").SerializeAsString());
   dra_v1::NodeUnprepareResourcesRequest unprepare;
   AddClaim(&unprepare, "train", "job", "uid-job");
   dra_v1::NodeUnprepareResourcesResponse unprepared;
-  ASSERT_TRUE(KubeletClient::Unprepare<dra_v1::DRAPlugin>(dra_socket("new-pod"), unprepare,
+  ASSERT_TRUE(KubeletClient::Unprepare<dra_v1::DRAPlugin>(dra_socket(kNewPod), unprepare,
                                                           &unprepared)
                   .ok());
   EXPECT_EQ(unprepared.claims().at("uid-job").error(), "");

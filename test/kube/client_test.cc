@@ -2,9 +2,18 @@
 // validation errors, retries, watches, outages and token rotation.
 #include "efadra/kube/client.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <thread>
 
 #include "efadra/apidouble/fake_api_server.h"
@@ -328,6 +337,249 @@ TEST_F(ClientTest, ObserverSeesEveryAttempt) {
   server_.FailNext(1, 503);
   EXPECT_EQ(client_->Get("/api/v1/nodes/none").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(observer.seen(), (std::vector<std::string>{"GET 503", "GET 404"}));
+}
+
+TEST_F(ClientTest, RefusesPathsThatLeaveTheirResource) {
+  server_.PutNode("n1", "uid-1");
+  // The control: a clean path reaches the node, with or without an escaped query.
+  ASSERT_TRUE(client_->Get("/api/v1/nodes/n1").ok());
+  ASSERT_TRUE(client_->Get("/api/v1/nodes/n1?fieldManager=efa-dra-driver&x=a%2Fb").ok());
+  // libcurl would resolve the dot segments and fetch /api/v1/nodes/n1 instead of a claim.
+  const std::string kBad[] = {
+      "/api/v1/namespaces/x/../../nodes/n1",
+      "/api/v1/nodes/./n1",
+      "/api/v1/nodes//n1",
+      "/api/v1/nodes/n1%2F..",
+      "/api/v1/nodes/n1 x",
+      "/api/v1/nodes/n1\r\nX-Injected: 1",
+      "/api/v1/nodes/n1?fieldManager=x#frag",
+      "/api/v1/nodes/n1?fieldManager=a b",
+      "/api/v1/x/../nodes/n1?fieldManager=x",
+      "/api/v1/nodes/n1#frag",
+      "api/v1/nodes/n1",
+      "",
+  };
+  for (const std::string& path : kBad) {
+    SCOPED_TRACE(path);
+    auto r = client_->Get(path);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find("request path"), std::string::npos)
+        << r.status().message();
+    EXPECT_EQ(r.status().message().find('\n'), std::string::npos);
+  }
+  std::atomic<bool> stop{false};
+  Status watched = client_->Watch("/apis/resource.k8s.io/v1/../v1/resourceslices", {},
+                                  [](const WatchEvent&) { return true; }, stop);
+  EXPECT_EQ(watched.code(), StatusCode::kInvalidArgument) << watched.ToString();
+  EXPECT_EQ(client_->Delete("/api/v1/nodes/x/..").code(), StatusCode::kInvalidArgument);
+}
+
+// A minimal HTTP/1.1 server on 127.0.0.1:0 that answers every request with a status line,
+// headers and `body_bytes` of `fill`, streamed in 64 KiB chunks (never held in memory), and
+// counts what it managed to send before the client went away.
+class StreamingServer {
+ public:
+  StreamingServer(std::string head, size_t body_bytes, char fill)
+      : head_(std::move(head)), body_bytes_(body_bytes), fill_(fill) {
+    listen_fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(addr);
+    if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+        ::listen(listen_fd_, 8) != 0 ||
+        ::getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      ADD_FAILURE() << "cannot listen on 127.0.0.1";
+      return;
+    }
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { Serve(); });
+  }
+  ~StreamingServer() {
+    stopping_ = true;
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    ::close(listen_fd_);
+    if (thread_.joinable()) thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  size_t body_bytes_sent() const { return sent_.load(); }
+
+ private:
+  void Serve() {
+    while (!stopping_) {
+      const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return;
+      std::string request;
+      char buf[4096];
+      while (request.find("\r\n\r\n") == std::string::npos) {
+        const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0) break;
+        request.append(buf, static_cast<size_t>(n));
+      }
+      const std::string head = head_ + "Content-Length: " + std::to_string(body_bytes_) +
+                               "\r\nConnection: close\r\n\r\n";
+      if (::send(fd, head.data(), head.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(head.size())) {
+        const std::string chunk(64 * 1024, fill_);
+        for (size_t left = body_bytes_; left > 0 && !stopping_;) {
+          const size_t n = std::min(left, chunk.size());
+          const ssize_t w = ::send(fd, chunk.data(), n, MSG_NOSIGNAL);
+          if (w <= 0) break;
+          sent_ += static_cast<size_t>(w);
+          left -= static_cast<size_t>(w);
+        }
+      }
+      ::close(fd);
+    }
+  }
+
+  const std::string head_;
+  const size_t body_bytes_;
+  const char fill_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<size_t> sent_{0};
+  std::thread thread_;
+};
+
+// kB of a /proc/self/status field (VmRSS, VmHWM).
+long ProcStatusKb(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(field + ":", 0) == 0) return std::atol(line.c_str() + field.size() + 1);
+  }
+  return -1;
+}
+
+// Restarts VmHWM at the current RSS, so the peak seen afterwards is this test's own.
+void ResetPeakRss() {
+  std::ofstream("/proc/self/clear_refs") << "5";
+}
+
+constexpr size_t kHugeBody = size_t{200} << 20;  // 200 MiB
+
+std::unique_ptr<Client> CappedClient(const std::string& url) {
+  ClientConfig config;
+  config.server = url;
+  config.request_timeout = std::chrono::seconds(60);
+  config.max_response_bytes = size_t{1} << 20;
+  config.max_watch_line_bytes = size_t{1} << 20;
+  RetryPolicy once;
+  once.max_attempts = 1;
+  auto client = Client::Create(config, once);
+  EXPECT_TRUE(client.ok()) << client.status().ToString();
+  return client.ok() ? std::move(*client) : nullptr;
+}
+
+TEST(ClientLimitsTest, HugeResponseBodyIsAnErrorNotAnAllocation) {
+  StreamingServer server("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", kHugeBody,
+                         ' ');
+  auto client = CappedClient(server.url());
+  ASSERT_NE(client, nullptr);
+  ResetPeakRss();
+  const long peak_before = ProcStatusKb("VmHWM");
+  auto r = client->List("/apis/resource.k8s.io/v1/resourceslices");
+  const long peak_growth_kb = ProcStatusKb("VmHWM") - peak_before;
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted) << r.status().ToString();
+  EXPECT_NE(r.status().message().find("GET /apis/resource.k8s.io/v1/resourceslices"),
+            std::string::npos)
+      << r.status().message();
+  EXPECT_NE(r.status().message().find("limit of 1 MiB"), std::string::npos)
+      << r.status().message();
+  EXPECT_NE(r.status().message().find(server.url()), std::string::npos) << r.status().message();
+  // Far below the body: the cap plus curl's buffers, not 200 MiB.
+  EXPECT_LT(peak_growth_kb, 32 * 1024) << "peak RSS grew by " << peak_growth_kb << " kB";
+  // The transfer was cut, not drained (socket buffers may hold a few MiB).
+  EXPECT_TRUE(testing::WaitFor([&] { return server.body_bytes_sent() < kHugeBody; }));
+  EXPECT_LT(server.body_bytes_sent(), kHugeBody / 2);
+}
+
+TEST(ClientLimitsTest, HugeErrorBodyIsCutToo) {
+  StreamingServer server("HTTP/1.1 500 Internal Server Error\r\n", kHugeBody, 'e');
+  auto client = CappedClient(server.url());
+  ASSERT_NE(client, nullptr);
+  ResetPeakRss();
+  const long peak_before = ProcStatusKb("VmHWM");
+  auto r = client->Get("/api/v1/nodes/n1");
+  EXPECT_LT(ProcStatusKb("VmHWM") - peak_before, 32 * 1024);
+  EXPECT_EQ(r.status().code(), StatusCode::kResourceExhausted) << r.status().ToString();
+}
+
+TEST(ClientLimitsTest, WatchEventWithoutEndIsAnError) {
+  StreamingServer server("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n", kHugeBody,
+                         'w');
+  auto client = CappedClient(server.url());
+  ASSERT_NE(client, nullptr);
+  ResetPeakRss();
+  const long peak_before = ProcStatusKb("VmHWM");
+  std::atomic<bool> stop{false};
+  int events = 0;
+  Status watched = client->Watch("/apis/resource.k8s.io/v1/resourceslices", {},
+                                 [&](const WatchEvent&) { return ++events > 0; }, stop);
+  const long peak_growth_kb = ProcStatusKb("VmHWM") - peak_before;
+  EXPECT_EQ(watched.code(), StatusCode::kResourceExhausted) << watched.ToString();
+  EXPECT_NE(watched.message().find("WATCH /apis/resource.k8s.io/v1/resourceslices"),
+            std::string::npos)
+      << watched.message();
+  EXPECT_NE(watched.message().find("limit of 1 MiB"), std::string::npos) << watched.message();
+  EXPECT_EQ(events, 0);
+  EXPECT_LT(peak_growth_kb, 32 * 1024) << "peak RSS grew by " << peak_growth_kb << " kB";
+  EXPECT_LT(server.body_bytes_sent(), kHugeBody / 2);
+}
+
+// What the client logs while `body` runs.
+std::string LogsOf(const std::function<void()>& body) {
+  auto saved = spdlog::default_logger();
+  std::ostringstream out;
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out)));
+  body();
+  spdlog::set_default_logger(saved);
+  return out.str();
+}
+
+TEST(ClientCreateTest, WarnsAboutInsecureTransport) {
+  struct Case {
+    std::string what;
+    std::function<void(ClientConfig&)> set;
+    std::string warning;  // "" -> no warning
+  } cases[] = {
+      {"verified https", [](ClientConfig& c) { c.server = "https://x"; c.token = "t"; }, ""},
+      {"http without credentials", [](ClientConfig& c) { c.server = "http://x"; }, ""},
+      {"insecure-skip-tls-verify",
+       [](ClientConfig& c) {
+         c.server = "https://x";
+         c.insecure_skip_tls_verify = true;
+       },
+       "insecure-skip-tls-verify"},
+      {"token over http",
+       [](ClientConfig& c) {
+         c.server = "http://x";
+         c.token = "t";
+       },
+       "bearer token is sent over plain http://"},
+      {"token file over http",
+       [](ClientConfig& c) {
+         c.server = "http://x";
+         c.token_file = "/var/run/token";
+       },
+       "bearer token is sent over plain http://"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.what);
+    ClientConfig config;
+    c.set(config);
+    const std::string logs = LogsOf([&] { EXPECT_TRUE(Client::Create(config).ok()); });
+    if (c.warning.empty()) {
+      EXPECT_EQ(logs, "");
+    } else {
+      EXPECT_NE(logs.find("[warning]"), std::string::npos) << logs;
+      EXPECT_NE(logs.find(c.warning), std::string::npos) << logs;
+      EXPECT_EQ(logs.find("token t"), std::string::npos) << logs;  // never the token itself
+    }
+  }
 }
 
 TEST(ClientCreateTest, RejectsUnusableConfig) {

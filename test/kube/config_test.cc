@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <map>
 
 #include "support/test_support.h"
@@ -96,6 +98,18 @@ TEST(KubeconfigTest, BrokenVariantsNameFileAndField) {
        "", {"badkeyb64", "client-key-data"}},
       {"certnokey", Kubeconfig("", "    client-certificate-data: UEVN\n"), "",
        {"certnokey", "client-key"}},
+      // Cut short in the file: trailing bits left over, or padding that ends no group.
+      {"cutb64", Kubeconfig("    certificate-authority-data: UEVNLUN\n", ""), "",
+       {"cutb64", "certificate-authority-data", "truncated"}},
+      {"cutpad", Kubeconfig("", "    client-certificate-data: UEVNLUNB=\n"
+                                "    client-key-data: UEVN\n"),
+       "", {"cutpad", "client-certificate-data", "truncated"}},
+      // Cut at a 4-character boundary: valid base64, but the PEM block has no end.
+      {"cutpem",
+       Kubeconfig("    certificate-authority-data: "
+                  "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1J"
+                  "SUJzekNDQVZtZ0F3SUJBZ0lVCg==\n", ""), "",
+       {"cutpem", "certificate-authority-data", "-----END", "truncated"}},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -150,6 +164,40 @@ TEST(Base64Test, DecodesAndRejects) {
   EXPECT_EQ(DecodeBase64("aGVsbG8=").value_or("x"), "hello");
   EXPECT_EQ(DecodeBase64("aGVs\nbG8").value_or("x"), "hello");
   EXPECT_FALSE(DecodeBase64("a$").ok());
+  EXPECT_EQ(DecodeBase64("aGVsbA").value_or("x"), "hell");  // unpadded is fine
+  EXPECT_EQ(DecodeBase64("aGVsbA==").value_or("x"), "hell");
+  struct Case {
+    std::string text, why;
+  } truncated[] = {
+      {"aGVsb", "a lone last symbol"},
+      {"aGVsbG", "non-zero trailing bits of a cut \"aGVsbG8=\""},
+      {"aGVsbA=", "padding that ends no group"},
+      {"aGVsbG8==", "too much padding for the group"},
+  };
+  for (const auto& c : truncated) {
+    SCOPED_TRACE(c.text + ": " + c.why);
+    auto r = DecodeBase64(c.text);
+    ASSERT_FALSE(r.ok()) << "decoded to \"" << *r << "\"";
+    EXPECT_NE(r.status().message().find("truncated"), std::string::npos) << r.status().message();
+  }
+}
+
+TEST(KubeconfigTest, RelativePathIsTakenAgainstTheWorkingDirectory) {
+  testing::TempDir dir;
+  testing::WriteFileOrDie(dir.Sub("kube/config"), Kubeconfig("", "    token: rel\n"));
+  char saved[4096];
+  ASSERT_NE(::getcwd(saved, sizeof(saved)), nullptr);
+  ASSERT_EQ(::chdir(dir.path().c_str()), 0);
+  auto r = LoadKubeconfig("kube/config");
+  auto missing = LoadKubeconfig("kube/none");
+  ASSERT_EQ(::chdir(saved), 0);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->token, "rel");
+  EXPECT_NE(r->source.find(dir.Sub("kube/config")), std::string::npos) << r->source;
+  // Messages show the absolute path that was tried.
+  EXPECT_NE(missing.status().message().find(dir.Sub("kube/none")), std::string::npos)
+      << missing.status().message();
+  EXPECT_EQ(AbsolutePath("/abs/x"), "/abs/x");
 }
 
 }  // namespace

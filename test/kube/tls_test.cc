@@ -7,6 +7,7 @@
 
 #include "efadra/apidouble/fake_api_server.h"
 #include "efadra/kube/client.h"
+#include "efadra/kube/config.h"
 #include "support/test_support.h"
 
 namespace efadra::kube {
@@ -103,6 +104,47 @@ TEST_F(TlsTest, ClientCertificateRequired) {
   none.ca_file = dir_.Sub("ca.crt");
   r = GetNode(server, none);
   EXPECT_FALSE(r.ok());
+}
+
+TEST_F(TlsTest, InClusterCaIsReReadWhenItRotates) {
+  FakeApiServer server(ServerOptions{.tls_cert_file = dir_.Sub("server.crt"),
+                                     .tls_key_file = dir_.Sub("server.key"),
+                                     .client_ca_file = "",
+                                     .bearer_token = ""});
+  ASSERT_TRUE(server.Start().ok());
+  server.PutNode("n1", "uid-1");
+  // The pod's service account, rooted in a temp dir; the CA starts out as one that did not
+  // sign the server's certificate (the old cluster CA, before rotation).
+  testing::TempDir root;
+  const std::string sa = root.Sub("var/run/secrets/kubernetes.io/serviceaccount");
+  testing::WriteFileOrDie(sa + "/token", "sa-token");
+  testing::WriteFileOrDie(sa + "/ca.crt", testing::ReadFileOrEmpty(dir_.Sub("other.crt")));
+  const std::string port = server.url().substr(server.url().rfind(':') + 1);
+  auto config = InClusterConfig(core::NewPosixFilesystem(root.path()),
+                                [&](const std::string& name) -> std::optional<std::string> {
+                                  if (name == "KUBERNETES_SERVICE_HOST") return "127.0.0.1";
+                                  if (name == "KUBERNETES_SERVICE_PORT") return port;
+                                  return std::nullopt;
+                                });
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  RetryPolicy once;
+  once.max_attempts = 1;
+  auto client = Client::Create(*config, once);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+
+  auto before = (*client)->Get("/api/v1/nodes/n1");
+  ASSERT_FALSE(before.ok());
+  EXPECT_EQ(before.status().code(), StatusCode::kUnavailable) << before.status().ToString();
+
+  // The kubelet rewrites ca.crt with the new bundle; the same client trusts it from now on.
+  testing::WriteFileOrDie(sa + "/ca.crt", testing::ReadFileOrEmpty(dir_.Sub("ca.crt")));
+  auto after = (*client)->Get("/api/v1/nodes/n1");
+  EXPECT_TRUE(after.ok()) << after.status().ToString();
+
+  // A moment without the file keeps the last good bundle.
+  ASSERT_EQ(std::remove((sa + "/ca.crt").c_str()), 0);
+  auto missing = (*client)->Get("/api/v1/nodes/n1");
+  EXPECT_TRUE(missing.ok()) << missing.status().ToString();
 }
 
 }  // namespace

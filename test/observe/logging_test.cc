@@ -135,6 +135,34 @@ TEST_F(LoggingTest, TextEventsAppendKeyValues) {
       << lines[0];
 }
 
+TEST_F(LoggingTest, TextLinesEscapeControlCharactersOfAnyMessage) {
+  // API text (an error body, an object name) must not be able to start a forged log line.
+  struct Case {
+    std::string what, message, shown;
+  };
+  const Case kCases[] = {
+      {"plain", "discovered 32 devices", "discovered 32 devices"},
+      {"forged line", "409 Conflict: x\n2026-01-01T00:00:00.000Z I claim prepared",
+       "409 Conflict: x\\n2026-01-01T00:00:00.000Z I claim prepared"},
+      {"carriage return and tab", "a\rb\tc", "a\\rb\\tc"},
+      {"escape sequence", "red \x1b[31m", "red \\x1b[31m"},
+      {"NUL and DEL", std::string("a\0b\x7f", 4), "a\\x00b\\x7f"},
+      {"backslash stays", "C:\\x", "C:\\x"},
+      {"UTF-8 stays", "caf\xc3\xa9", "caf\xc3\xa9"},
+  };
+  for (const Case& c : kCases) {
+    SCOPED_TRACE(c.what);
+    Capture(LogFormat::kText, 0);
+    spdlog::warn("publish ResourceSlices: {}", c.message);
+    std::vector<std::string> lines = Captured();
+    ASSERT_EQ(lines.size(), 1u) << out_.str();
+    const std::string suffix = " W publish ResourceSlices: " + c.shown;
+    ASSERT_GE(lines[0].size(), suffix.size());
+    EXPECT_EQ(lines[0].substr(lines[0].size() - suffix.size()), suffix) << lines[0];
+    EXPECT_EQ(lines[0].find('\r'), std::string::npos);
+  }
+}
+
 TEST_F(LoggingTest, VerbosityGatesVLogAndDebug) {
   struct Case {
     int verbosity;

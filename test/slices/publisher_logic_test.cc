@@ -2,6 +2,7 @@
 // can assert exact write counts for each kind of change.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <mutex>
 #include <set>
 #include <string>
@@ -36,6 +37,10 @@ class PublisherLogicTest : public ::testing::Test {
     options.debounce = milliseconds(5);
     options.initial_backoff = milliseconds(5);
     options.max_backoff = milliseconds(50);
+    // The tests below count writes per change and repair deletes within a second; the
+    // write bucket and the re-watch floor have tests of their own.
+    options.write_refill = milliseconds(0);
+    options.min_rewatch_interval = milliseconds(5);
     return options;
   }
   InventoryScanner Scanner() {
@@ -223,6 +228,125 @@ TEST_F(PublisherLogicTest, ScanFailureKeepsPublishedSlices) {
   EXPECT_NE(publisher.LastError().find("/sys is not a sysfs tree"), std::string::npos);
   EXPECT_EQ(api_.Writes(), 0);
   EXPECT_TRUE(Converged());
+}
+
+TEST_F(PublisherLogicTest, FlappingPortCostsAtMostTheWriteBucketsRate) {
+  PublisherOptions options = Options();
+  options.resync = milliseconds(2);  // a scan, and a flap, every 2 ms
+  options.write_burst = 2;
+  options.write_refill = milliseconds(200);
+  std::atomic<bool> flapping{true};
+  std::atomic<int> flips{0};
+  auto with_port = [](const char* state) {
+    discovery::Inventory inventory = testing::P5Inventory();
+    inventory.devices[0].port.state = state;
+    return inventory;
+  };
+  SetInventory(with_port("DOWN"));  // where the flapping ends (what Converged() checks)
+  const auto start = std::chrono::steady_clock::now();
+  Publisher publisher(
+      api_,
+      [&]() -> Result<discovery::Inventory> {
+        if (!flapping) return with_port("DOWN");
+        return with_port(++flips % 2 == 0 ? "DOWN" : "ACTIVE");
+      },
+      options);
+  ASSERT_TRUE(publisher.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return flips >= 150; }));
+  flapping = false;
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  const int writes = api_.Writes();
+  // One slice, so one write per sync that writes: the burst, one per refill since the start,
+  // and one sync that may be in flight.
+  const int allowed = options.write_burst + static_cast<int>(elapsed / options.write_refill) + 1;
+  EXPECT_LE(writes, allowed) << flips << " flaps in "
+                             << std::chrono::duration_cast<milliseconds>(elapsed).count()
+                             << " ms";
+  EXPECT_GT(publisher.State().write_limited, 0u);
+  // No update is lost: the state the port settled in is published.
+  EXPECT_TRUE(WaitFor([&] { return Converged(); }));
+}
+
+TEST_F(PublisherLogicTest, DuringASurgeOnlyTheLockHolderPublishes) {
+  efadra::testing::TempDir dir;
+  PublisherOptions options = Options();
+  options.publish_lock_path = dir.Sub("publish.lock");
+  options.publish_lock_retry = milliseconds(10);
+  // The old pod publishes what it sees; the new one sees a port down (it would write).
+  Publisher old_pod(api_, Scanner(), options);
+  ASSERT_TRUE(old_pod.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return old_pod.FirstPublishDone(); }));
+  ASSERT_TRUE(Converged());
+  discovery::Inventory changed = testing::P5Inventory();
+  changed.devices[0].port.state = "DOWN";
+  Publisher new_pod(api_, [&changed]() -> Result<discovery::Inventory> { return changed; },
+                    options);
+  api_.ClearWrites();
+  ASSERT_TRUE(new_pod.Start().ok());
+  const auto scans = new_pod.State().scans;
+  ASSERT_TRUE(WaitFor([&] { return new_pod.State().scans >= scans + 20; }));
+  EXPECT_TRUE(new_pod.State().standby);
+  EXPECT_FALSE(new_pod.FirstPublishDone());
+  EXPECT_EQ(api_.Writes(), 0);
+  EXPECT_TRUE(Converged());  // still the old pod's view
+  EXPECT_FALSE(old_pod.State().standby);
+
+  // The old pod goes away: the new one takes over and publishes its view.
+  old_pod.Stop();
+  SetInventory(changed);
+  EXPECT_TRUE(WaitFor([&] { return new_pod.FirstPublishDone() && Converged(); }));
+  EXPECT_FALSE(new_pod.State().standby);
+  EXPECT_EQ(api_.Writes(), 1);
+}
+
+// Forwards to the in-memory API, but every watch ends at once (cleanly, or with 410 Gone):
+// what an overloaded server or a bad proxy does.
+class EndingWatches : public SliceApi {
+ public:
+  EndingWatches(SliceApi& api, Status end) : api_(api), end_(std::move(end)) {}
+  Result<json> GetNode(const std::string& node) override { return api_.GetNode(node); }
+  Result<json> ListSlices(const std::string& driver, const std::string& node) override {
+    return api_.ListSlices(driver, node);
+  }
+  Result<json> CreateSlice(const json& slice) override { return api_.CreateSlice(slice); }
+  Result<json> UpdateSlice(const json& slice) override { return api_.UpdateSlice(slice); }
+  Status DeleteSlice(const std::string& name, const std::string& uid,
+                     const std::string& resource_version) override {
+    return api_.DeleteSlice(name, uid, resource_version);
+  }
+  Status WatchSlices(const std::string&, const std::string&, const std::string&,
+                     const std::function<bool(const std::string&, const json&)>&,
+                     const std::atomic<bool>&) override {
+    ++watches;
+    return end_;
+  }
+  std::atomic<int> watches{0};
+
+ private:
+  SliceApi& api_;
+  const Status end_;
+};
+
+TEST_F(PublisherLogicTest, WatchesThatEndAtOnceAreNotRetriedInATightLoop) {
+  const std::pair<std::string, Status> kEnds[] = {
+      {"clean end", Status::Ok()}, {"410 Gone", OutOfRangeError("too old resource version")}};
+  for (const auto& [what, end] : kEnds) {
+    SCOPED_TRACE(what);
+    EndingWatches api(api_, end);
+    PublisherOptions options = Options();
+    options.min_rewatch_interval = milliseconds(50);
+    const auto start = std::chrono::steady_clock::now();
+    Publisher publisher(api, Scanner(), options);
+    ASSERT_TRUE(publisher.Start().ok());
+    ASSERT_TRUE(WaitFor([&] { return api.watches >= 6; }));
+    const auto elapsed = std::chrono::steady_clock::now() - start;
+    // Five gaps of at least the minimum each lie between the first and the sixth watch.
+    EXPECT_GE(elapsed, 5 * options.min_rewatch_interval)
+        << api.watches << " watches in "
+        << std::chrono::duration_cast<milliseconds>(elapsed).count() << " ms";
+    EXPECT_EQ(publisher.State().watches, static_cast<uint64_t>(api.watches.load()));
+    publisher.Stop();
+  }
 }
 
 }  // namespace

@@ -88,6 +88,8 @@ class PublisherTest : public ::testing::Test {
     options.debounce = milliseconds(10);
     options.initial_backoff = milliseconds(10);
     options.max_backoff = milliseconds(200);
+    options.write_refill = milliseconds(0);  // tests of their own in publisher_logic_test
+    options.min_rewatch_interval = milliseconds(5);
     return options;
   }
 

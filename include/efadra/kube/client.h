@@ -15,6 +15,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -36,6 +37,11 @@ struct ClientConfig {
   // Trust: a CA file or inline PEM; both empty -> system trust store.
   std::string ca_file;
   std::string ca_data;  // PEM (already base64-decoded)
+  // A CA bundle read through `filesystem` before every request and used instead of ca_data
+  // when readable: the in-cluster ca.crt is rewritten in place when the cluster CA rotates,
+  // and a bundle read once at start-up would fail every connection after that. A read error
+  // keeps the last good content (the kubelet swaps the file atomically, but be safe).
+  std::string ca_reload_file;
   bool insecure_skip_tls_verify = false;
   // Client certificate authentication (files or inline PEM).
   std::string client_cert_file;
@@ -52,6 +58,14 @@ struct ClientConfig {
   // Null -> the host filesystem. In-cluster configs set a rooted one (tests root it).
   std::shared_ptr<const core::Filesystem> filesystem;
   std::string user_agent;  // default "efa-dra-driver/<version>"
+  // Memory caps: a response above them is an error naming the URL and the limit, and the
+  // transfer is aborted as soon as the cap is passed, so a broken or hostile server cannot
+  // make the driver allocate without bound. The largest thing the driver reads is this
+  // node's ResourceSlice list (a handful of slices of <= 128 devices, well under 1 MiB) and an
+  // API object is at most ~1.5 MiB (etcd's request limit), so 64 MiB per response and 16 MiB
+  // per watch event leave a wide margin while bounding the worst case.
+  size_t max_response_bytes = size_t{64} << 20;
+  size_t max_watch_line_bytes = size_t{16} << 20;
   // Where this config came from, for messages ("kubeconfig /root/.kube/config context x").
   std::string source;
 };
@@ -89,6 +103,11 @@ struct RequestObserver {
   virtual void OnRequest(std::string_view verb, int code, std::chrono::microseconds latency) = 0;
 };
 
+// kInvalidArgument naming `path` unless it is "/" followed by non-empty segments of RFC 3986
+// pchar (unreserved, sub-delims, ':' and '@'; no '%', so no encoded '/' either) none of which
+// is "." or "..", optionally followed by an already-escaped "?query" (pchar, '/', '?', '%').
+Status ValidateRequestPath(std::string_view path);
+
 class Client {
  public:
   // kInvalidArgument if the config is unusable (no server, unreadable CA or client cert);
@@ -97,7 +116,11 @@ class Client {
 
   virtual ~Client() = default;
 
-  // path is the full REST path, e.g. "/api/v1/nodes/node1".
+  // path is the full REST path, e.g. "/api/v1/nodes/node1". A path with an empty, "." or
+  // ".." segment or a byte outside RFC 3986 pchar is refused with kInvalidArgument before
+  // any request: callers build paths from API and kubelet text, and libcurl would resolve
+  // "x/../.." into another resource. A response above max_response_bytes is
+  // kResourceExhausted (not retried).
   virtual Result<nlohmann::json> Get(std::string_view path) = 0;
   // The List object ({"items": [...], "metadata": {"resourceVersion": ...}}).
   virtual Result<nlohmann::json> List(std::string_view collection_path,

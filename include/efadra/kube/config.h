@@ -22,10 +22,12 @@ using EnvGetter = std::function<std::optional<std::string>(const std::string&)>;
 // The process environment (getenv).
 EnvGetter ProcessEnv();
 
-// Parses a kubeconfig. `context` empty -> current-context. Relative file paths in the
+// Parses a kubeconfig. `context` empty -> current-context. A relative `path` is taken
+// against the working directory (and shown absolute in messages). Relative file paths in the
 // kubeconfig are resolved against its directory (kubectl semantics); *-data fields are base64
-// and decoded here; file fields are checked for readability. kInvalidArgument/kNotFound with
-// the file and field on any problem.
+// and decoded here (a value that is cut short, or decodes to a PEM block with no END line, is
+// an error naming the field); file fields are checked for readability. kInvalidArgument or
+// kNotFound with the file and field on any problem.
 Result<ClientConfig> LoadKubeconfig(const std::string& path, const std::string& context = "");
 
 // Same, from YAML text already read (`source` names it in messages).
@@ -43,7 +45,13 @@ Result<ClientConfig> InClusterConfig(std::shared_ptr<const core::Filesystem> fs,
 Result<ClientConfig> ResolveClientConfig(const std::string& kubeconfig_flag,
                                          const EnvGetter& env = ProcessEnv());
 
-// RFC 4648 base64 (standard alphabet, padding optional, whitespace ignored).
+// `path` made absolute against the working directory (unchanged when already absolute or
+// when the working directory cannot be read).
+std::string AbsolutePath(const std::string& path);
+
+// RFC 4648 base64 (standard alphabet, padding optional, whitespace ignored). Input that
+// cannot be the whole output of an encoder (a lone last symbol, short padding, non-zero
+// trailing bits) is kInvalidArgument "truncated input".
 Result<std::string> DecodeBase64(std::string_view text);
 
 }  // namespace efadra::kube

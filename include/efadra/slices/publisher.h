@@ -42,6 +42,7 @@
 #include "efadra/core/status.h"
 #include "efadra/discovery/efa_device.h"
 #include "efadra/slices/api_limits.h"
+#include "efadra/slices/publish_lock.h"
 #include "efadra/slices/resource_slices.h"
 #include "efadra/slices/slice_api.h"
 
@@ -71,6 +72,23 @@ struct PublisherOptions {
   // which is never the case once this one runs. Null: never delete foreign slices.
   std::function<bool()> other_driver_registered;
   std::chrono::milliseconds leftover_grace{std::chrono::seconds(60)};
+  // Token bucket on syncs that write (a sync writes each changed slice once): `write_burst`
+  // at once, then one per `write_refill`. A flapping port would otherwise cost two writes
+  // per flap, each fanning out to every scheduler watching slices; the latest state is
+  // still written once a token is there (the sync stays pending, nothing is dropped).
+  // write_refill 0: no limit.
+  int write_burst = 3;
+  std::chrono::milliseconds write_refill{std::chrono::seconds(5)};
+  // After a watch ends cleanly or with 410 Gone, the next list + watch waits at least this
+  // long plus a random part of up to half of it: a server that ends every watch at once
+  // (overloaded, or restarting behind a load balancer) would otherwise get a tight loop of
+  // lists and watches from every node, all in step.
+  std::chrono::milliseconds min_rewatch_interval{std::chrono::seconds(1)};
+  // Rolling updates (--pod-uid): only the instance holding this flock (publish_lock.h)
+  // writes; the other stands by, tries again every `publish_lock_retry`, and takes over once
+  // the holder stops or exits. "" -> no lock (one instance per node).
+  std::string publish_lock_path;
+  std::chrono::milliseconds publish_lock_retry{std::chrono::seconds(1)};
 };
 
 // Returns the node's current inventory (discovery). Called on the publisher's sync thread.
@@ -87,6 +105,10 @@ struct PublisherState {
   uint64_t sync_failures = 0;  // reconciles that returned an error
   uint64_t writes = 0;         // creates + updates + deletes sent
   uint64_t scans = 0;          // hardware scans
+  uint64_t watches = 0;        // watches started
+  // Another instance on this node holds the publish lock: this one writes nothing for now.
+  bool standby = false;
+  uint64_t write_limited = 0;  // syncs held back by the write token bucket
   // Slices of our driver and node written by another program ("<name> (by <managers>)"), as
   // the last sync found them; while there are any the publisher writes nothing.
   std::vector<std::string> foreign_slices;
@@ -129,6 +151,8 @@ class Publisher {
                      const std::string& resource_version) const;  // mutex_ held
   void MarkDirty();
   std::chrono::milliseconds Backoff(int failures);
+  // Refills the write bucket up to `now`; mutex_ held.
+  void RefillWriteTokensLocked(std::chrono::steady_clock::time_point now);
   // What DesiredSlices is asked for; `node_uid` "" leaves out the owner reference.
   SliceOptions MakeSliceOptions(std::string node_uid) const;
   bool WaitForStop(std::chrono::milliseconds delay);
@@ -155,7 +179,11 @@ class Publisher {
   nlohmann::json last_synced_devices_;  // devices of the last successful sync
   std::string node_uid_;
   std::map<std::string, std::string> known_;  // slice name -> resourceVersion after last sync
+  // Warnings already logged (each once); bounded, since the text comes from sysfs.
   std::set<std::string> logged_warnings_;
+  // Write token bucket (sync thread, under mutex_).
+  double write_tokens_ = 0;
+  std::chrono::steady_clock::time_point write_tokens_at_;
   struct SeenEvent {
     std::string type;
     std::string name;
@@ -164,6 +192,8 @@ class Publisher {
   bool syncing_ = false;  // a SyncOnce is writing; events wait in pending_
   std::vector<SeenEvent> pending_events_;
   PublisherState state_;
+
+  std::unique_ptr<PublishLock> publish_lock_;  // null without publish_lock_path
 
   std::thread sync_thread_;
   std::thread watch_thread_;
