@@ -192,7 +192,8 @@ class ClaimPreparer::Impl {
       RecordWrite(probe).IgnoreError();
     }
     std::lock_guard<std::mutex> lock(mu_);
-    return last_write_;
+    // One category whatever the errno (ENOSPC, EROFS, ENOTDIR): the state cannot be written.
+    return last_write_.ok() ? Status::Ok() : UnavailableError(last_write_.message());
   }
 
   // Makes the in-memory state equal to the checkpoint files: restores claims whose file is
