@@ -503,8 +503,14 @@ TEST_P(RunLayoutE2eTest, AKubeletRestartThatEmptiesThePluginDirLosesNothing) {
   ASSERT_TRUE(Prepare("before", "uid-before", &response).ok()) << ReadFileOrEmpty(dir_.Sub("log"));
   ASSERT_EQ(response.claims().at("uid-before").error(), "");
 
-  std::filesystem::remove_all(dir_.Sub("plugins"));
-  std::filesystem::remove_all(dir_.Sub("registry"));
+  // The driver may put a socket back while the tree is removed: retry until one pass wins.
+  for (const std::string& dir : {dir_.Sub("plugins"), dir_.Sub("registry")}) {
+    ASSERT_TRUE(WaitFor([&] {
+      std::error_code error;
+      std::filesystem::remove_all(dir, error);
+      return !error;
+    }));
+  }
   ASSERT_TRUE(WaitFor([&] {
     pluginregistration::PluginInfo info;
     return KubeletClient::GetInfo(RegistrationSocket(), &info).ok();

@@ -116,6 +116,19 @@ class LockHolder {
   int fd_;
 };
 
+constexpr char kOldPod[] = "11111111-2222-3333-4444-555555555555";
+constexpr char kNewPod[] = "66666666-7777-8888-9999-000000000000";
+
+// Removes a tree the way a kubelet restart does while our watcher may put a socket back into
+// it: retried until one pass removes everything.
+bool RemoveTree(const std::string& path) {
+  return WaitFor([&] {
+    std::error_code error;
+    std::filesystem::remove_all(path, error);
+    return !error;
+  });
+}
+
 // One driver instance: its preparer and plugin over shared directories.
 struct Instance {
   std::unique_ptr<claims::ClaimPreparer> preparer;
@@ -532,20 +545,25 @@ TEST_F(PluginTest, StaleSocketsAreReplacedAndStopRemovesOurs) {
   EXPECT_EQ(main_.plugin->Registration().phase, RegistrationState::Phase::kNotServing);
 }
 
+// In the chart's layout (per-pod sockets, the state inside the plugin dir), which the restart
+// empties along with the sockets.
 TEST_F(PluginTest, AKubeletRestartLeadsToReRegistrationWithoutADriverRestart) {
-  StartDefault();
+  const PluginOptions options = Options(kOldPod);
+  std::filesystem::create_directories(options.plugin_dir);
+  auto plugin_dir_state = core::NewPosixFilesystem(options.plugin_dir);
+  Instance pod = StartInstance(options, nullptr, nullptr, nullptr, plugin_dir_state.get());
   std::atomic<int> registered{0};
-  main_.plugin->OnRegistered([&] { ++registered; });
+  pod.plugin->OnRegistered([&] { ++registered; });
   pluginregistration::PluginInfo info;
-  ASSERT_TRUE(KubeletClient::Register(main_.plugin->RegistrationSocketPath(), &info).ok());
+  ASSERT_TRUE(KubeletClient::Register(pod.plugin->RegistrationSocketPath(), &info).ok());
   // The kubelet restarts and recreates its directories: our sockets are gone.
-  std::filesystem::remove_all(dir_.Sub("registry"));
-  std::filesystem::remove_all(dir_.Sub("plugins"));
-  ASSERT_TRUE(WaitFor([&] { return main_.plugin->Serving(); }));
-  EXPECT_EQ(main_.plugin->Registration().phase, RegistrationState::Phase::kWaitingForKubelet);
-  ASSERT_TRUE(KubeletClient::Register(main_.plugin->RegistrationSocketPath(), &info).ok());
+  ASSERT_TRUE(RemoveTree(dir_.Sub("registry")));
+  ASSERT_TRUE(RemoveTree(dir_.Sub("plugins")));
+  ASSERT_TRUE(WaitFor([&] { return pod.plugin->Serving(); }));
+  EXPECT_EQ(pod.plugin->Registration().phase, RegistrationState::Phase::kWaitingForKubelet);
+  ASSERT_TRUE(KubeletClient::Register(pod.plugin->RegistrationSocketPath(), &info).ok());
   EXPECT_EQ(registered, 2);
-  EXPECT_EQ(main_.plugin->Registration().registrations, 2);
+  EXPECT_EQ(pod.plugin->Registration().registrations, 2);
   // And the DRA endpoint it advertised answers.
   PutClaim("after-restart", "uid-r", {slices::DeviceName(inventory_->devices[0].pci_address)});
   auto response = PrepareOk<V1>(info.endpoint(), {"after-restart", "uid-r"});
@@ -695,9 +713,6 @@ TEST(ConflictMonitorTest, EachNewReasonIsReportedOnce) {
   EXPECT_EQ(reported, (std::vector<std::string>{"a", "b", "a"}));
 }
 
-constexpr char kOldPod[] = "11111111-2222-3333-4444-555555555555";
-constexpr char kNewPod[] = "66666666-7777-8888-9999-000000000000";
-
 // The shared lock covers only the check-and-write: a claim whose API GET hangs in one pod
 // delays neither the twin's prepares nor this pod's other claims.
 TEST_F(PluginTest, ASlowApiGetInOnePodDelaysNoOtherClaimInRollingUpdateMode) {
@@ -769,7 +784,7 @@ TEST_F(PluginTest, AWipedPluginDirIsRebuiltAndPreparesGoOnInTheChartsLayout) {
   ASSERT_EQ(first.claims().at("uid-1").error(), "");
   ASSERT_TRUE(std::filesystem::exists(options.plugin_dir + "/checkpoints/uid-1.json"));
 
-  std::filesystem::remove_all(options.plugin_dir);
+  ASSERT_TRUE(RemoveTree(options.plugin_dir));
   ASSERT_TRUE(WaitFor([&] {
     return pod.plugin->Serving() &&
            std::filesystem::exists(InstanceMarkerPath(options.plugin_dir, options.pod_uid));
