@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
@@ -25,6 +26,7 @@ constexpr char kCheckpointDir[] = "/checkpoints";
 // Written and removed by CheckStateDir; a leading dot, so a reader of the directory skips it
 // like any temporary file.
 constexpr char kProbeFile[] = "/checkpoints/.write-probe";
+constexpr std::chrono::seconds kProbeInterval{1};
 constexpr char kRdmaCmSysfs[] = "/class/misc/rdma_cm/dev";
 constexpr char kRdmaCmDev[] = "/infiniband/rdma_cm";
 constexpr size_t kMaxNameLength = 253;  // DNS subdomain, the longest a claim name can be
@@ -181,15 +183,24 @@ class ClaimPreparer::Impl {
   }
 
   Status CheckStateDir() {
+    // Anyone on the node network can ask /healthz: at most one probe write per interval. A
+    // wiped directory is repaired at every call (one stat while it is there).
+    const auto now = std::chrono::steady_clock::now();
+    bool probe_now = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      probe_now = now - last_probe_ >= kProbeInterval;
+      if (probe_now) last_probe_ = now;
+    }
     Section section(*this, Section::TryOnly{});
     if (section.status().ok()) {
-      Status probe = EnsureCheckpointDir();
-      if (probe.ok()) {
+      Status probe = EnsureCheckpointDir();  // records its own failure
+      if (probe.ok() && probe_now) {
         probe = state_fs_.WriteFileAtomic(kProbeFile, "", {.durable = false});
         if (probe.ok()) probe = state_fs_.RemoveFile(kProbeFile);
         probe = probe.WithContext("state dir " + state_fs_.HostPath(kCheckpointDir));
+        RecordWrite(probe).IgnoreError();
       }
-      RecordWrite(probe).IgnoreError();
     }
     std::lock_guard<std::mutex> lock(mu_);
     // One category whatever the errno (ENOSPC, EROFS, ENOTDIR): the state cannot be written.
@@ -738,6 +749,7 @@ class ClaimPreparer::Impl {
 
   mutable std::mutex mu_;
   Status last_write_;  // the last write to the state dir (CheckStateDir); guarded by mu_
+  std::chrono::steady_clock::time_point last_probe_;  // CheckStateDir's last write; mu_
   std::unordered_map<std::string, Prepared> prepared_;  // by claim UID; guarded by mu_
   // Reservation key (DeviceKey, NumberKey) -> UIDs holding it exclusively; guarded by mu_. More
   // than one holder only after restoring conflicting checkpoints; a prepare never adds one.

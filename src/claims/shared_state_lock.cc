@@ -48,7 +48,12 @@ Status SharedStateLock::Lock(std::chrono::steady_clock::time_point deadline) {
     return DeadlineExceededError("lock file " + path_ +
                                  " is held by the other driver instance past the deadline");
   };
-  if (!mu_.try_lock_until(deadline)) return expired();
+  // No deadline: a plain lock, never a timed wait on the largest time point the clock has.
+  if (deadline == std::chrono::steady_clock::time_point::max()) {
+    mu_.lock();
+  } else if (!mu_.try_lock_until(deadline)) {
+    return expired();
+  }
   std::chrono::milliseconds retry = kFirstRetry;
   while (true) {
     if (Status opened = OpenCurrent(); !opened.ok()) {

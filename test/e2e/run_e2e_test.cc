@@ -528,10 +528,10 @@ TEST_P(RunLayoutE2eTest, AKubeletRestartThatEmptiesThePluginDirLosesNothing) {
   const std::string checkpoints = std::filesystem::path(CheckpointPath("x")).parent_path();
   std::filesystem::remove_all(checkpoints);
   WriteFileOrDie(checkpoints, "not a directory");
-  EXPECT_EQ(HttpStatus("/healthz?verbose", &body), 500);
+  EXPECT_TRUE(WaitFor([&] { return HttpStatus("/healthz?verbose", &body) == 500; })) << body;
   EXPECT_NE(body.find("[-]state-dir-writable failed: unavailable"), std::string::npos) << body;
   std::filesystem::remove(checkpoints);
-  EXPECT_EQ(HttpStatus("/healthz?verbose", &body), 200) << body;
+  EXPECT_TRUE(WaitFor([&] { return HttpStatus("/healthz?verbose", &body) == 200; })) << body;
   EXPECT_TRUE(std::filesystem::exists(CheckpointPath("uid-before"))) << "re-created by the probe";
 }
 
@@ -668,24 +668,47 @@ TEST_F(RunE2eTest, NoEfaPublishesEmptyPoolAndKeepsRunning) {
   EXPECT_EQ(child.ExitCode(), 0);
 }
 
+// Other device plugins, even one with "efa" in its socket name, are no conflict; the AWS EFA
+// device plugin's own socket is: prepares are refused saying why, /readyz fails, an Event goes
+// to the Node.
 TEST_F(RunE2eTest, AConflictingEfaDevicePluginIsReported) {
   BuildP5();
-  // The device plugin's socket (a plain socket file is enough to be detected).
   std::filesystem::create_directories(dir_.Sub("device-plugins"));
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  const std::string path = dir_.Sub("device-plugins/aws-efa-device-plugin.sock");
-  std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  // A bound socket file is enough to be detected; nobody needs to listen.
+  std::vector<int> fds;
+  auto bind_socket = [&](const std::string& name) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const std::string path = dir_.Sub("device-plugins/" + name);
+    std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0) << path;
+    fds.push_back(fd);
+  };
+  bind_socket("kubelet.sock");
+  bind_socket("default.sock");
+  bind_socket("my-efa-thing.sock");
   auto child = Start();
   pluginregistration::PluginInfo info;
   ASSERT_TRUE(KubeletClient::Register(RegistrationSocket(), &info).ok());
   std::string body;
-  EXPECT_TRUE(WaitFor([&] { return HttpStatus("/readyz?verbose", &body) == 503 &&
-                                   body.find("[+]resourceslices") != std::string::npos; }));
+  EXPECT_TRUE(WaitFor([&] { return HttpStatus("/readyz?verbose", &body) == 200; }))
+      << "another vendor's device plugin is no conflict: " << body;
+  PutClaim("job", "uid-job", {Device(0)});
+  dra_v1::NodePrepareResourcesResponse response;
+  ASSERT_TRUE(Prepare("job", "uid-job", &response).ok());
+  EXPECT_EQ(response.claims().at("uid-job").error(), "");
+
+  bind_socket("aws-efa-device-plugin.sock");
+  // The conflict monitor polls every 2 s; prepares are refused from its next poll on.
+  EXPECT_TRUE(WaitFor([&] {
+    return HttpStatus("/readyz?verbose", &body) == 503 &&
+           body.find("[-]no-conflicting-driver") != std::string::npos;
+  })) << body;
   // The probe answer names the failing check and its category only; the reason is logged.
   EXPECT_NE(body.find("[-]no-efa-device-plugin failed: failed precondition"), std::string::npos)
+      << body;
+  EXPECT_NE(body.find("[-]no-conflicting-driver failed: failed precondition"), std::string::npos)
       << body;
   EXPECT_EQ(body.find("cannot run together"), std::string::npos) << body;
   EXPECT_NE(ReadFileOrEmpty(dir_.Sub("log")).find("cannot run together"), std::string::npos);
@@ -693,7 +716,23 @@ TEST_F(RunE2eTest, AConflictingEfaDevicePluginIsReported) {
   EXPECT_NE(body.find("efa_dra_device_plugin_conflict 1"), std::string::npos);
   EXPECT_NE(ReadFileOrEmpty(dir_.Sub("log")).find("aws-efa-device-plugin.sock"),
             std::string::npos);
-  ::close(fd);
+  PutClaim("refused", "uid-refused", {Device(1)});
+  ASSERT_TRUE(Prepare("refused", "uid-refused", &response).ok());
+  const std::string error = response.claims().at("uid-refused").error();
+  EXPECT_NE(error.find("claim train/refused not prepared: the EFA device plugin also serves this "
+                       "node (" + dir_.Sub("device-plugins/aws-efa-device-plugin.sock") + ")"),
+            std::string::npos)
+      << error;
+  EXPECT_FALSE(std::filesystem::exists(SpecPath("uid-refused")));
+  EXPECT_TRUE(WaitFor([&] {
+    for (const auto& request : server_.Requests()) {
+      if (request.method == "POST" && request.path == "/api/v1/namespaces/default/events") {
+        return true;
+      }
+    }
+    return false;
+  })) << "a Warning Event on the Node";
+  for (const int fd : fds) ::close(fd);
 }
 
 TEST_F(RunE2eTest, BadConfigurationExitsNonZeroWithOneLine) {

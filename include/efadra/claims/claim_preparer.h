@@ -130,9 +130,10 @@ class ClaimPreparer {
   Status SyncWithDisk(std::vector<std::string>* warnings = nullptr);
 
   // OK while the state directory can be written: re-creates a wiped checkpoint directory (and
-  // its checkpoints) and writes and removes a probe file. kUnavailable naming the path when
-  // that, or the last checkpoint write, failed. Never waits for the shared lock: while the
-  // twin holds it the last result is answered. Cheap enough for every /healthz probe.
+  // its checkpoints) and writes and removes a probe file (at most once a second; in between
+  // the last result stands). kUnavailable naming the path when that, or the last checkpoint
+  // write, failed. Never waits for the shared lock: while the twin holds it the last result is
+  // answered. Cheap enough for every /healthz probe.
   Status CheckStateDir();
 
   // UIDs of the claims prepared now (for health and metrics).
