@@ -780,7 +780,9 @@ std::map<std::string, PrepareResult> ClaimPreparer::Prepare(
   constexpr size_t kMaxWorkers = 8;
   std::atomic<size_t> next{0};
   auto work = [&] {
-    for (size_t i = next++; i < unique.size(); i = next++) results[i] = impl_->PrepareOne(unique[i], deadline);
+    for (size_t i = next++; i < unique.size(); i = next++) {
+      results[i] = impl_->PrepareOne(unique[i], deadline);
+    }
   };
   std::vector<std::thread> workers;
   for (size_t i = 1; i < std::min(unique.size(), kMaxWorkers); ++i) workers.emplace_back(work);

@@ -33,8 +33,8 @@ std::map<std::string, claims::PrepareResult> ClaimCalls::Prepare(
   return preparer_.Prepare(claims, deadline);
 }
 
-std::map<std::string, Status> ClaimCalls::Unprepare(const std::vector<claims::ClaimRef>& claims,
-                                                    std::chrono::steady_clock::time_point deadline) {
+std::map<std::string, Status> ClaimCalls::Unprepare(
+    const std::vector<claims::ClaimRef>& claims, std::chrono::steady_clock::time_point deadline) {
   return preparer_.Unprepare(claims, deadline);
 }
 

@@ -158,7 +158,8 @@ class Plugin::Impl {
 
  private:
   // Re-creates a socket or the instance marker whose file vanished (the kubelet restarted and
-  // recreated its directories, or someone cleaned up) and re-offers a rejected registration after a while.
+  // recreated its directories, or someone cleaned up) and re-offers a rejected registration
+  // after a while.
   void WatchSockets() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stopping_) {

@@ -318,7 +318,8 @@ class RunLayoutE2eTest : public RunE2eTest, public ::testing::WithParamInterface
 INSTANTIATE_TEST_SUITE_P(Layouts, RunLayoutE2eTest,
                          ::testing::Values(Layout::kSingleInstance, Layout::kChart),
                          [](const ::testing::TestParamInfo<Layout>& param_info) {
-                           return param_info.param == Layout::kChart ? "ChartLayout" : "SingleInstance";
+                           return param_info.param == Layout::kChart ? "ChartLayout"
+                                                                     : "SingleInstance";
                          });
 
 TEST_F(RunE2eTest, PublishesRegistersPreparesAndStopsCleanlyOnSigterm) {
