@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <map>
 #include <mutex>
 #include <set>
@@ -17,11 +18,16 @@
 #include "efadra/discovery/sysfs_values.h"
 #include "efadra/slices/api_limits.h"
 #include "efadra/slices/resource_slices.h"
+#include "shared_state_lock.h"
 
 namespace efadra::claims {
 namespace {
 
 constexpr char kCheckpointDir[] = "/checkpoints";
+// Written and removed by CheckStateDir; a leading dot, so a reader of the directory skips it
+// like any temporary file.
+constexpr char kProbeFile[] = "/checkpoints/.write-probe";
+constexpr std::chrono::seconds kProbeInterval{1};
 constexpr char kRdmaCmSysfs[] = "/class/misc/rdma_cm/dev";
 constexpr char kRdmaCmDev[] = "/infiniband/rdma_cm";
 constexpr size_t kMaxNameLength = 253;  // DNS subdomain, the longest a claim name can be
@@ -96,9 +102,43 @@ class ClaimPreparer::Impl {
         state_fs_(state_fs),
         inventory_(std::move(inventory)),
         sysfs_(core::NewPosixFilesystem(options_.sysfs_root)),
-        dev_(core::NewPosixFilesystem(options_.dev_root)) {}
+        dev_(core::NewPosixFilesystem(options_.dev_root)),
+        shared_lock_(options_.shared_lock_path.empty()
+                         ? nullptr
+                         : std::make_unique<SharedStateLock>(options_.shared_lock_path)) {}
+
+  // Holds the shared lock for its scope in rolling-update mode; a no-op otherwise.
+  class Section {
+   public:
+    Section(Impl& impl, std::chrono::steady_clock::time_point deadline) : impl_(impl) {
+      if (impl_.shared_lock_ == nullptr) return;
+      status_ = impl_.shared_lock_->Lock(deadline);
+      held_ = status_.ok();
+    }
+    // Only when the lock is free now (the health probe must never wait).
+    struct TryOnly {};
+    Section(Impl& impl, TryOnly) : impl_(impl) {
+      if (impl_.shared_lock_ == nullptr) return;
+      held_ = impl_.shared_lock_->TryLock();
+      if (!held_) status_ = UnavailableError("the shared lock is busy");
+    }
+    ~Section() {
+      if (held_) impl_.shared_lock_->Unlock();
+    }
+    Section(const Section&) = delete;
+    Section& operator=(const Section&) = delete;
+    const Status& status() const { return status_; }
+
+   private:
+    Impl& impl_;
+    Status status_;
+    bool held_ = false;
+  };
 
   Status Start(std::vector<std::string>* warnings) {
+    // Before anything touches the shared directories: the twin may be writing in them.
+    Section section(*this, kNoDeadline);
+    EFADRA_RETURN_IF_ERROR(section.status());
     EFADRA_RETURN_IF_ERROR(state_fs_.CreateDirectories(kCheckpointDir).WithContext("state dir"));
     EFADRA_RETURN_IF_ERROR(cdi_fs_.CreateDirectories("/").WithContext("CDI dir"));
     RemoveOurTemporaryCdiFiles();
@@ -122,10 +162,69 @@ class ClaimPreparer::Impl {
     }
   }
 
+  // Re-creates the checkpoint directory when it is gone (the plugin dir that holds it was
+  // wiped) and writes the checkpoints of every claim this process knows into it again: those
+  // claims are still prepared (their containers run, the kubelet will unprepare them), so
+  // their devices must stay reserved, and the twin must see them too. Callers hold the
+  // shared lock, if any.
+  Status EnsureCheckpointDir() {
+    if (state_fs_.Exists(kCheckpointDir)) return Status::Ok();
+    Status created = state_fs_.CreateDirectories(kCheckpointDir).WithContext("state dir");
+    if (!created.ok()) return RecordWrite(created);
+    std::vector<ClaimCheckpoint> known;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [uid, prepared] : prepared_) known.push_back(prepared.checkpoint);
+    }
+    spdlog::warn("checkpoint directory {} was gone (plugin directory wiped?); re-created with "
+                 "the {} claim(s) prepared now",
+                 state_fs_.HostPath(kCheckpointDir), known.size());
+    for (const ClaimCheckpoint& checkpoint : known) {
+      Status written = state_fs_.WriteFileAtomic(CheckpointPath(checkpoint.claim.uid),
+                                                 SerializeCheckpoint(checkpoint),
+                                                 {.durable = true});
+      if (!written.ok()) return RecordWrite(written.WithContext("re-create checkpoint"));
+    }
+    return Status::Ok();
+  }
+
+  // Remembers the outcome of a write to the state directory for CheckStateDir.
+  Status RecordWrite(Status status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    last_write_ = status;
+    return status;
+  }
+
+  Status CheckStateDir() {
+    // Anyone on the node network can ask /healthz: at most one probe write per interval. A
+    // wiped directory is repaired at every call (one stat while it is there).
+    const auto now = std::chrono::steady_clock::now();
+    bool probe_now = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      probe_now = now - last_probe_ >= kProbeInterval;
+      if (probe_now) last_probe_ = now;
+    }
+    Section section(*this, Section::TryOnly{});
+    if (section.status().ok()) {
+      Status probe = EnsureCheckpointDir();  // records its own failure
+      if (probe.ok() && probe_now) {
+        probe = state_fs_.WriteFileAtomic(kProbeFile, "", {.durable = false});
+        if (probe.ok()) probe = state_fs_.RemoveFile(kProbeFile);
+        probe = probe.WithContext("state dir " + state_fs_.HostPath(kCheckpointDir));
+        RecordWrite(probe).IgnoreError();
+      }
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    // One category whatever the errno (ENOSPC, EROFS, ENOTDIR): the state cannot be written.
+    return last_write_.ok() ? Status::Ok() : UnavailableError(last_write_.message());
+  }
+
   // Makes the in-memory state equal to the checkpoint files: restores claims whose file is
   // new (another instance prepared them) and forgets claims whose file is gone (another
-  // instance unprepared them). Callers hold the cross-process lock, if any.
+  // instance unprepared them). Callers hold the shared lock, if any.
   Status SyncWithDisk(std::vector<std::string>* warnings, bool remove_temporaries) {
+    EFADRA_RETURN_IF_ERROR(EnsureCheckpointDir());
     EFADRA_ASSIGN_OR_RETURN(auto names, state_fs_.ListDir(kCheckpointDir));
     auto warn = [&](const std::string& message) {
       spdlog::warn("{}", message);
@@ -177,14 +276,31 @@ class ClaimPreparer::Impl {
     return Status::Ok();
   }
 
-  PrepareResult PrepareOne(const ClaimRef& ref) {
+  // Enters the shared section for `ref` and brings the in-memory state up to the twin's
+  // writes. The error names the claim and says what the claim was waiting for.
+  Status EnterFor(Section& section, const ClaimRef& ref, std::string_view what) {
+    if (!section.status().ok()) return section.status().WithContext(std::string(what) + " " +
+                                                                    Describe(ref));
+    if (shared_lock_ == nullptr) return Status::Ok();
+    std::vector<std::string> warnings;
+    Status synced = SyncWithDisk(&warnings, /*remove_temporaries=*/false);
+    // The claim's own checkpoint is checked again below; a failed listing must not hide the
+    // twin's reservations, though.
+    return synced.WithContext(std::string(what) + " " + Describe(ref) +
+                              ": re-read the shared checkpoints");
+  }
+
+  PrepareResult PrepareOne(const ClaimRef& ref, std::chrono::steady_clock::time_point deadline) {
     if (Status valid = ValidateClaimRef(ref); !valid.ok()) return {valid, {}};
     {
+      Section section(*this, deadline);
+      if (Status entered = EnterFor(section, ref, "prepare"); !entered.ok()) return {entered, {}};
       ClaimLock claim_lock(*this, ref.uid);
       if (auto done = PreparedAnswer(ref)) return *std::move(done);
     }
 
-    // The API round trip happens outside every lock: it is the slow part.
+    // The API round trip happens outside every lock, the shared one included: it is the slow
+    // part, and the twin's prepares must not queue behind it.
     auto claim = client_.Get("/apis/resource.k8s.io/v1/namespaces/" + ref.namespace_name +
                              "/resourceclaims/" + ref.name);
     if (!claim.ok()) return {claim.status().WithContext("prepare " + Describe(ref)), {}};
@@ -208,6 +324,13 @@ class ClaimPreparer::Impl {
       return {config.WithContext("prepare"), {}};
     }
 
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return {DeadlineExceededError("prepare " + Describe(ref) +
+                                    ": the caller's deadline passed during the API request"),
+              {}};
+    }
+    Section section(*this, deadline);
+    if (Status entered = EnterFor(section, ref, "prepare"); !entered.ok()) return {entered, {}};
     ClaimLock claim_lock(*this, ref.uid);
     if (auto done = PreparedAnswer(ref)) return *std::move(done);  // a concurrent call won
     return PrepareLocked(ref, *results);
@@ -216,8 +339,10 @@ class ClaimPreparer::Impl {
   // Removes the claim's spec and checkpoint by UID whether or not this process knows the
   // claim: a leftover (a failed restore, a file a downgrade could not read, a twin's write)
   // would otherwise come back at the next start and block its devices.
-  Status UnprepareOne(const ClaimRef& ref) {
+  Status UnprepareOne(const ClaimRef& ref, std::chrono::steady_clock::time_point deadline) {
     if (Status valid = ValidateClaimRef(ref); !valid.ok()) return valid;
+    Section section(*this, deadline);
+    EFADRA_RETURN_IF_ERROR(EnterFor(section, ref, "unprepare"));
     ClaimLock claim_lock(*this, ref.uid);
     bool known = false;
     {
@@ -358,8 +483,11 @@ class ClaimPreparer::Impl {
       Hold(ref.uid, resolved->exclusive_keys);
     }
 
-    Status written = state_fs_.WriteFileAtomic(CheckpointPath(ref.uid),
-                                               SerializeCheckpoint(checkpoint), {.durable = true});
+    Status written = EnsureCheckpointDir();
+    if (written.ok()) {
+      written = RecordWrite(state_fs_.WriteFileAtomic(
+          CheckpointPath(ref.uid), SerializeCheckpoint(checkpoint), {.durable = true}));
+    }
     if (written.ok()) written = WriteSpec(ref.uid, resolved->spec);
     if (!written.ok()) {
       // Nothing may stay half-prepared: drop the reservation and whatever reached the disk.
@@ -630,8 +758,11 @@ class ClaimPreparer::Impl {
   // Rooted views for rdma_cm; the device model (discovery) covers only the EFAs themselves.
   const std::unique_ptr<core::Filesystem> sysfs_;
   const std::unique_ptr<core::Filesystem> dev_;
+  const std::unique_ptr<SharedStateLock> shared_lock_;  // null unless rolling-update mode
 
   mutable std::mutex mu_;
+  Status last_write_;  // the last write to the state dir (CheckStateDir); guarded by mu_
+  std::chrono::steady_clock::time_point last_probe_;  // CheckStateDir's last write; mu_
   std::unordered_map<std::string, Prepared> prepared_;  // by claim UID; guarded by mu_
   // Reservation key (DeviceKey, NumberKey) -> UIDs holding it exclusively; guarded by mu_. More
   // than one holder only after restoring conflicting checkpoints; a prepare never adds one.
@@ -649,7 +780,8 @@ ClaimPreparer::~ClaimPreparer() = default;
 
 Status ClaimPreparer::Start(std::vector<std::string>* warnings) { return impl_->Start(warnings); }
 
-std::map<std::string, PrepareResult> ClaimPreparer::Prepare(const std::vector<ClaimRef>& claims) {
+std::map<std::string, PrepareResult> ClaimPreparer::Prepare(
+    const std::vector<ClaimRef>& claims, std::chrono::steady_clock::time_point deadline) {
   std::vector<ClaimRef> unique;
   std::set<std::string> seen;
   for (const ClaimRef& claim : claims) {
@@ -661,7 +793,9 @@ std::map<std::string, PrepareResult> ClaimPreparer::Prepare(const std::vector<Cl
   constexpr size_t kMaxWorkers = 8;
   std::atomic<size_t> next{0};
   auto work = [&] {
-    for (size_t i = next++; i < unique.size(); i = next++) results[i] = impl_->PrepareOne(unique[i]);
+    for (size_t i = next++; i < unique.size(); i = next++) {
+      results[i] = impl_->PrepareOne(unique[i], deadline);
+    }
   };
   std::vector<std::thread> workers;
   for (size_t i = 1; i < std::min(unique.size(), kMaxWorkers); ++i) workers.emplace_back(work);
@@ -672,17 +806,22 @@ std::map<std::string, PrepareResult> ClaimPreparer::Prepare(const std::vector<Cl
   return out;
 }
 
-std::map<std::string, Status> ClaimPreparer::Unprepare(const std::vector<ClaimRef>& claims) {
+std::map<std::string, Status> ClaimPreparer::Unprepare(
+    const std::vector<ClaimRef>& claims, std::chrono::steady_clock::time_point deadline) {
   std::map<std::string, Status> out;
   for (const ClaimRef& claim : claims) {
-    if (out.count(claim.uid) == 0) out[claim.uid] = impl_->UnprepareOne(claim);
+    if (out.count(claim.uid) == 0) out[claim.uid] = impl_->UnprepareOne(claim, deadline);
   }
   return out;
 }
 
 Status ClaimPreparer::SyncWithDisk(std::vector<std::string>* warnings) {
+  Impl::Section section(*impl_, kNoDeadline);
+  EFADRA_RETURN_IF_ERROR(section.status());
   return impl_->SyncWithDisk(warnings, /*remove_temporaries=*/false);
 }
+
+Status ClaimPreparer::CheckStateDir() { return impl_->CheckStateDir(); }
 
 std::vector<std::string> ClaimPreparer::PreparedClaimUids() const {
   return impl_->PreparedClaimUids();

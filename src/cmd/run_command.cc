@@ -16,6 +16,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "commands.h"
 #include "daemon.h"
@@ -57,6 +58,7 @@ struct RunFlags {
   std::string pod_uid;
   std::string boot_id_file = "/proc/sys/kernel/random/boot_id";
   std::string device_plugin_dir = kubelet::kDefaultDevicePluginDir;
+  std::vector<std::string> device_plugin_sockets = {kubelet::kEfaDevicePluginSocket};
   bool taint_unhealthy = false;
   bool numa_node_list = false;
   LoggingFlags logging;
@@ -325,11 +327,21 @@ int Run(RunFlags flags) {
               << "\n";
     return 2;
   }
+  for (const std::string& name : flags.device_plugin_sockets) {
+    if (name.empty() || name.find('/') != std::string::npos) {
+      std::cerr << "efa-dra-driver run: --efa-device-plugin-socket \"" << name
+                << "\" is not a file name in --device-plugin-dir\n";
+      return 2;
+    }
+  }
   if (flags.plugin_dir.empty()) flags.plugin_dir = "/var/lib/kubelet/plugins/" + flags.driver_name;
   if (flags.state_dir.empty()) flags.state_dir = flags.plugin_dir;
   auto fail = [](const Status& status) {
     std::cerr << "efa-dra-driver run: " << status.message() << "\n";
     return 1;
+  };
+  auto efa_device_plugins = [&flags] {
+    return kubelet::EfaDevicePluginSockets(flags.device_plugin_dir, flags.device_plugin_sockets);
   };
   auto boot_id = ReadBootId(flags.boot_id_file);
   if (!boot_id.ok()) return fail(boot_id.status());
@@ -402,6 +414,9 @@ int Run(RunFlags flags) {
   preparer_options.dev_root = flags.dev_root;
   preparer_options.sysfs_root = flags.sysfs_root;
   preparer_options.boot_id = *boot_id;
+  if (!flags.pod_uid.empty()) {
+    preparer_options.shared_lock_path = kubelet::SharedLockPath(flags.plugin_dir);
+  }
   claims::ClaimPreparer preparer(preparer_options, **client, *cdi_fs, *state_fs,
                                  [&inventory] { return inventory.Latest(); });
 
@@ -417,9 +432,9 @@ int Run(RunFlags flags) {
   kubelet::ConflictMonitor conflicts(std::chrono::seconds(2), [&](const std::string& reason) {
     EmitNodeEvent(**client, flags.node_name, "ConflictingEfaDriver", reason);
   });
-  conflicts.AddSource([&flags] {
+  conflicts.AddSource([&efa_device_plugins] {
     std::vector<std::string> reasons;
-    for (const auto& socket : kubelet::EfaDevicePluginSockets(flags.device_plugin_dir)) {
+    for (const auto& socket : efa_device_plugins()) {
       reasons.push_back("the EFA device plugin also serves this node (" + socket +
                         "); the two hand out the same uverbs devices: remove one of them");
     }
@@ -456,8 +471,8 @@ int Run(RunFlags flags) {
       [&publisher] { return publisher.State().slices_published; });
   (*metrics)->prepared_claims().SetFunction(
       [&preparer] { return static_cast<double>(preparer.PreparedClaimUids().size()); });
-  (*metrics)->device_plugin_conflict().SetFunction([&flags] {
-    return kubelet::EfaDevicePluginSockets(flags.device_plugin_dir).empty() ? 0.0 : 1.0;
+  (*metrics)->device_plugin_conflict().SetFunction([&efa_device_plugins] {
+    return efa_device_plugins().empty() ? 0.0 : 1.0;
   });
 
   observe::HttpServer http(&registry);
@@ -467,6 +482,9 @@ int Run(RunFlags flags) {
     return plugin.Serving() ? Status::Ok()
                             : UnavailableError("the kubelet plugin sockets are not served");
   });
+  // Sockets come back by themselves after a wipe of the plugin dir; a state dir that cannot be
+  // written fails every later prepare, so liveness says so (and a restart re-checks it).
+  http.liveness().Add("state-dir-writable", [&preparer] { return preparer.CheckStateDir(); });
   http.readiness().Add("kubelet-registration", [&plugin] {
     const kubelet::RegistrationState state = plugin.Registration();
     if (state.phase == kubelet::RegistrationState::Phase::kRegistered) return Status::Ok();
@@ -485,15 +503,15 @@ int Run(RunFlags flags) {
     const std::string summary = conflicts.Summary();
     return summary.empty() ? Status::Ok() : FailedPreconditionError(summary);
   });
-  http.readiness().Add("no-efa-device-plugin", [&flags] {
-    const auto sockets = kubelet::EfaDevicePluginSockets(flags.device_plugin_dir);
+  http.readiness().Add("no-efa-device-plugin", [&efa_device_plugins] {
+    const auto sockets = efa_device_plugins();
     if (sockets.empty()) return Status::Ok();
     return FailedPreconditionError("the EFA device plugin also serves this node (" +
                                    sockets.front() +
                                    "); the two cannot run together, remove one of them");
   });
 
-  for (const auto& socket : kubelet::EfaDevicePluginSockets(flags.device_plugin_dir)) {
+  for (const auto& socket : efa_device_plugins()) {
     spdlog::error(
         "the EFA device plugin serves this node ({}): it hands out the same uverbs devices, so "
         "the two cannot run together; remove the device plugin from this node",
@@ -595,6 +613,13 @@ void AddRunCommand(CLI::App& app, int& exit_code) {
       ->add_option("--device-plugin-dir", flags->device_plugin_dir,
                    "Kubelet device-plugin directory, checked for a conflicting EFA device plugin")
       ->envname("EFA_DRA_DEVICE_PLUGIN_DIR")
+      ->capture_default_str();
+  command
+      ->add_option("--efa-device-plugin-socket", flags->device_plugin_sockets,
+                   "File name in --device-plugin-dir of an EFA device plugin whose presence "
+                   "refuses prepares (exact match; repeat or comma-separate for several)")
+      ->envname("EFA_DRA_EFA_DEVICE_PLUGIN_SOCKET")
+      ->delimiter(',')
       ->capture_default_str();
   command
       ->add_flag("--taint-unhealthy", flags->taint_unhealthy,

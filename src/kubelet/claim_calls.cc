@@ -1,48 +1,6 @@
 #include "claim_calls.h"
 
-#include <errno.h>
-#include <fcntl.h>
-#include <string.h>
-#include <sys/file.h>
-#include <unistd.h>
-
-#include <spdlog/spdlog.h>
-
 namespace efadra::kubelet {
-
-class ClaimCalls::SharedLock {
- public:
-  explicit SharedLock(ClaimCalls& calls) : calls_(calls) {
-    if (calls_.lock_fd_ < 0) return;
-    calls_.lock_mu_.lock();
-    while (::flock(calls_.lock_fd_, LOCK_EX) != 0 && errno == EINTR) {
-    }
-    std::vector<std::string> warnings;
-    Status synced = calls_.preparer_.SyncWithDisk(&warnings);
-    if (!synced.ok()) spdlog::error("re-read shared checkpoints: {}", synced.message());
-  }
-  ~SharedLock() {
-    if (calls_.lock_fd_ < 0) return;
-    ::flock(calls_.lock_fd_, LOCK_UN);
-    calls_.lock_mu_.unlock();
-  }
-  SharedLock(const SharedLock&) = delete;
-  SharedLock& operator=(const SharedLock&) = delete;
-
- private:
-  ClaimCalls& calls_;
-};
-
-ClaimCalls::~ClaimCalls() {
-  if (lock_fd_ >= 0) ::close(lock_fd_);
-}
-
-Status ClaimCalls::EnableSharedLock(const std::string& lock_path) {
-  const int fd = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return UnavailableError("open lock file " + lock_path + ": " + strerror(errno));
-  lock_fd_ = fd;
-  return Status::Ok();
-}
 
 grpc::Status ClaimCalls::Check(const std::vector<claims::ClaimRef>& claims) const {
   if (claims.size() > max_claims_) {
@@ -62,7 +20,7 @@ grpc::Status ClaimCalls::Check(const std::vector<claims::ClaimRef>& claims) cons
 }
 
 std::map<std::string, claims::PrepareResult> ClaimCalls::Prepare(
-    const std::vector<claims::ClaimRef>& claims) {
+    const std::vector<claims::ClaimRef>& claims, std::chrono::steady_clock::time_point deadline) {
   if (const std::string reason = refusal_ ? refusal_() : std::string(); !reason.empty()) {
     std::map<std::string, claims::PrepareResult> refused;
     for (const auto& claim : claims) {
@@ -72,13 +30,12 @@ std::map<std::string, claims::PrepareResult> ClaimCalls::Prepare(
     }
     return refused;
   }
-  SharedLock lock(*this);
-  return preparer_.Prepare(claims);
+  return preparer_.Prepare(claims, deadline);
 }
 
-std::map<std::string, Status> ClaimCalls::Unprepare(const std::vector<claims::ClaimRef>& claims) {
-  SharedLock lock(*this);
-  return preparer_.Unprepare(claims);
+std::map<std::string, Status> ClaimCalls::Unprepare(
+    const std::vector<claims::ClaimRef>& claims, std::chrono::steady_clock::time_point deadline) {
+  return preparer_.Unprepare(claims, deadline);
 }
 
 }  // namespace efadra::kubelet

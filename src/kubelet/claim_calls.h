@@ -1,11 +1,12 @@
-// What the v1 and v1beta1 DRA services share: the preparer, the optional cross-process
-// serialisation of a rolling-update pair, request limits and the per-call record.
+// What the v1 and v1beta1 DRA services share: the preparer, the refusal while a conflict
+// lasts, request limits and the per-call record. The serialisation of a rolling-update pair is
+// the preparer's (PreparerOptions::shared_lock_path): it holds the shared lock only around its
+// check-and-write, never across an API request.
 #pragma once
 
 #include <chrono>
 #include <functional>
 #include <map>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -20,11 +21,7 @@ class ClaimCalls {
  public:
   ClaimCalls(claims::ClaimPreparer& preparer, size_t max_claims)
       : preparer_(preparer), max_claims_(max_claims) {}
-  ~ClaimCalls();
 
-  // Rolling-update mode: every call holds an flock on this file (shared with the twin pod)
-  // and re-reads the checkpoints first.
-  Status EnableSharedLock(const std::string& lock_path);
   void OnCall(std::function<void(const CallRecord&)> callback) { on_call_ = std::move(callback); }
   // Before serving: while `reason` returns non-empty text, every claim of a prepare fails with
   // it (unprepare always proceeds).
@@ -34,23 +31,21 @@ class ClaimCalls {
   // everything else is answered per claim.
   grpc::Status Check(const std::vector<claims::ClaimRef>& claims) const;
 
-  std::map<std::string, claims::PrepareResult> Prepare(const std::vector<claims::ClaimRef>& claims);
-  std::map<std::string, Status> Unprepare(const std::vector<claims::ClaimRef>& claims);
+  // `deadline` is the kubelet's (the gRPC call's); claims that would wait past it fail.
+  std::map<std::string, claims::PrepareResult> Prepare(
+      const std::vector<claims::ClaimRef>& claims, std::chrono::steady_clock::time_point deadline);
+  std::map<std::string, Status> Unprepare(const std::vector<claims::ClaimRef>& claims,
+                                          std::chrono::steady_clock::time_point deadline);
 
   void Record(const CallRecord& record) const {
     if (on_call_) on_call_(record);
   }
 
  private:
-  // Holds the in-process mutex and the flock for the scope (a no-op without a shared lock).
-  class SharedLock;
-
   claims::ClaimPreparer& preparer_;
   const size_t max_claims_;
   std::function<void(const CallRecord&)> on_call_;
   std::function<std::string()> refusal_;
-  int lock_fd_ = -1;
-  std::mutex lock_mu_;  // flock is per open file, so threads of this process queue here first
 };
 
 }  // namespace efadra::kubelet

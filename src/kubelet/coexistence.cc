@@ -5,7 +5,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstring>
 #include <filesystem>
 
@@ -27,19 +26,18 @@ bool Live(const std::string& path) {
 
 }  // namespace
 
-std::vector<std::string> EfaDevicePluginSockets(const std::string& device_plugin_dir) {
+std::vector<std::string> EfaDevicePluginSockets(const std::string& device_plugin_dir,
+                                                const std::vector<std::string>& socket_names) {
   std::vector<std::string> found;
-  std::error_code error;
-  for (std::filesystem::directory_iterator it(device_plugin_dir, error), end; !error && it != end;
-       it.increment(error)) {
-    std::string name = it->path().filename().string();
-    std::transform(name.begin(), name.end(), name.begin(),
-                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    std::error_code type_error;
-    if (name.find("efa") == std::string::npos || !it->is_socket(type_error)) continue;
-    found.push_back(it->path().string());
+  for (const std::string& name : socket_names) {
+    // A name with a '/' would look outside the directory; only plain file names count.
+    if (name.empty() || name.find('/') != std::string::npos) continue;
+    const std::filesystem::path path = std::filesystem::path(device_plugin_dir) / name;
+    std::error_code error;
+    if (std::filesystem::is_socket(path, error)) found.push_back(path.string());
   }
   std::sort(found.begin(), found.end());
+  found.erase(std::unique(found.begin(), found.end()), found.end());
   return found;
 }
 

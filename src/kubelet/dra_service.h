@@ -3,6 +3,7 @@
 // are identical except for that field.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <vector>
@@ -43,7 +44,7 @@ class DraService final : public Version::Service {
  public:
   explicit DraService(ClaimCalls& calls) : calls_(calls) {}
 
-  grpc::Status NodePrepareResources(grpc::ServerContext* /*context*/,
+  grpc::Status NodePrepareResources(grpc::ServerContext* context,
                                     const typename Version::PrepareRequest* request,
                                     typename Version::PrepareResponse* response) override {
     const auto start = std::chrono::steady_clock::now();
@@ -53,7 +54,7 @@ class DraService final : public Version::Service {
       return valid;
     }
     size_t failed = 0;
-    for (auto& [uid, result] : calls_.Prepare(refs)) {
+    for (auto& [uid, result] : calls_.Prepare(refs, Deadline(*context))) {
       auto& entry = (*response->mutable_claims())[uid];
       if (!result.status.ok()) {
         ++failed;
@@ -77,7 +78,7 @@ class DraService final : public Version::Service {
     return grpc::Status::OK;
   }
 
-  grpc::Status NodeUnprepareResources(grpc::ServerContext* /*context*/,
+  grpc::Status NodeUnprepareResources(grpc::ServerContext* context,
                                       const typename Version::UnprepareRequest* request,
                                       typename Version::UnprepareResponse* response) override {
     const auto start = std::chrono::steady_clock::now();
@@ -87,7 +88,7 @@ class DraService final : public Version::Service {
       return valid;
     }
     size_t failed = 0;
-    for (auto& [uid, status] : calls_.Unprepare(refs)) {
+    for (auto& [uid, status] : calls_.Unprepare(refs, Deadline(*context))) {
       auto& entry = (*response->mutable_claims())[uid];
       if (!status.ok()) {
         ++failed;
@@ -101,6 +102,19 @@ class DraService final : public Version::Service {
   }
 
  private:
+  // The kubelet's deadline for this call (45 s per DRA call, contracts.md §2.4), on the steady
+  // clock the preparer waits with, less a tenth (at most a second) so that a claim that gives
+  // up still gets its error to the kubelet in time. A call without a deadline (gRPC's infinite
+  // future) waits freely.
+  static std::chrono::steady_clock::time_point Deadline(const grpc::ServerContext& context) {
+    const auto remaining = context.deadline() - std::chrono::system_clock::now();
+    if (remaining > std::chrono::hours(24 * 365)) return claims::kNoDeadline;
+    const auto margin = std::min<std::chrono::system_clock::duration>(remaining / 10,
+                                                                      std::chrono::seconds(1));
+    return std::chrono::steady_clock::now() +
+           std::chrono::duration_cast<std::chrono::steady_clock::duration>(remaining - margin);
+  }
+
   template <typename Request>
   static std::vector<claims::ClaimRef> Refs(const Request& request) {
     std::vector<claims::ClaimRef> refs;

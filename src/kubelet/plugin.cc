@@ -87,9 +87,6 @@ class Plugin::Impl {
     if (options_.plugin_dir.empty()) return InvalidArgumentError("kubelet plugin: no plugin dir");
     std::error_code error;
     std::filesystem::create_directories(options_.plugin_dir, error);
-    if (!options_.pod_uid.empty()) {
-      EFADRA_RETURN_IF_ERROR(calls_.EnableSharedLock(options_.plugin_dir + "/serialize.lock"));
-    }
     EFADRA_RETURN_IF_ERROR(WriteInstanceMarker());
     // DRA first: the kubelet may call it the moment the registration socket appears.
     EFADRA_RETURN_IF_ERROR(dra_server_->Start().WithContext("DRA service"));
@@ -160,14 +157,25 @@ class Plugin::Impl {
   }
 
  private:
-  // Re-creates a socket whose file vanished (the kubelet restarted and recreated its
-  // directories, or someone cleaned up) and re-offers a rejected registration after a while.
+  // Re-creates a socket or the instance marker whose file vanished (the kubelet restarted and
+  // recreated its directories, or someone cleaned up) and re-offers a rejected registration
+  // after a while.
   void WatchSockets() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!stopping_) {
       wake_.wait_for(lock, options_.socket_check_period, [this] { return stopping_; });
       if (stopping_) break;
       lock.unlock();
+      // Without the marker the twin would take this instance for a foreign driver and
+      // refuse its prepares.
+      const std::string marker = InstanceMarkerPath(options_.plugin_dir, options_.pod_uid);
+      if (std::error_code error; !std::filesystem::exists(marker, error)) {
+        spdlog::warn("instance marker {} is gone; writing it again", marker);
+        std::filesystem::create_directories(options_.plugin_dir, error);
+        if (Status written = WriteInstanceMarker(); !written.ok()) {
+          spdlog::error("{} (will retry)", written.message());
+        }
+      }
       if (!dra_server_->SocketIntact()) {
         spdlog::warn("DRA socket {} is gone; serving it again", DraSocketPath());
         Restart(*dra_server_, "DRA service");

@@ -1,6 +1,8 @@
 #include "efadra/claims/claim_preparer.h"
 
+#include <fcntl.h>
 #include <spawn.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -745,6 +747,125 @@ TEST_F(ClaimPreparerTest, AServerErrorStormFailsTheClaimCleanlyAndARetrySucceeds
   // The storm is over; the kubelet retries.
   PrepareResult retried = PrepareOne(claim);
   EXPECT_TRUE(retried.status.ok()) << retried.status.ToString();
+}
+
+// Plays the rolling-update twin: holds the flock on the shared lock file until released.
+class TwinHoldingTheLock {
+ public:
+  explicit TwinHoldingTheLock(const std::string& path)
+      : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+    EXPECT_GE(fd_, 0) << path;
+    EXPECT_EQ(::flock(fd_, LOCK_EX | LOCK_NB), 0) << path;
+  }
+  ~TwinHoldingTheLock() { Release(); }
+  void Release() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+class RollingUpdatePreparerTest : public ClaimPreparerTest {
+ protected:
+  std::string LockPath() const { return dir_.Sub("serialize.lock"); }
+  std::unique_ptr<ClaimPreparer> NewTwin() {
+    PreparerOptions options = testing::FixturePreparerOptions(dir_.path(), "boot-1");
+    options.shared_lock_path = LockPath();
+    return std::make_unique<ClaimPreparer>(options, *client_, *cdi_, *state_,
+                                           [this] { return inventory_; });
+  }
+};
+
+// The twin may be in the middle of an atomic write: its temporary files are not leftovers
+// until its lock is free.
+TEST_F(RollingUpdatePreparerTest, StartWaitsForTheTwinsLockBeforeCleaningUp) {
+  const std::string temporary =
+      dir_.Sub("cdi/." + CdiSpecFileName(kDriver, "uid-twin") + ".tmp.1234");
+  efadra::testing::WriteFileOrDie(temporary, "{}");
+  TwinHoldingTheLock twin(LockPath());
+  auto preparer = NewTwin();
+  std::atomic<bool> started{false};
+  std::thread start([&] {
+    EXPECT_TRUE(preparer->Start().ok());
+    started = true;
+  });
+  EXPECT_FALSE(efadra::testing::WaitFor([&] { return started.load(); },
+                                        std::chrono::milliseconds(300)));
+  EXPECT_TRUE(std::filesystem::exists(temporary)) << "removed under the twin's lock";
+  twin.Release();
+  start.join();
+  EXPECT_FALSE(std::filesystem::exists(temporary)) << "a leftover once the lock is ours";
+}
+
+TEST_F(RollingUpdatePreparerTest, APrepareStillWaitingForTheLockAtTheDeadlineFailsNamingTheClaim) {
+  auto preparer = NewTwin();
+  ASSERT_TRUE(preparer->Start().ok());
+  ClaimRef ref = PutClaim("late", "uid-late", {{"efa", DevicesOfRoot("pci0000:44")[0]}});
+  TwinHoldingTheLock twin(LockPath());
+  auto results =
+      preparer->Prepare({ref}, std::chrono::steady_clock::now() + std::chrono::milliseconds(200));
+  const Status& status = results[ref.uid].status;
+  EXPECT_EQ(status.code(), StatusCode::kDeadlineExceeded) << status.ToString();
+  EXPECT_NE(status.message().find("claim train/late (uid uid-late)"), std::string::npos)
+      << status.message();
+  EXPECT_NE(status.message().find(LockPath()), std::string::npos) << status.message();
+  EXPECT_FALSE(std::filesystem::exists(CheckpointPath(ref.uid)));
+  twin.Release();
+  EXPECT_TRUE(preparer->Prepare({ref})[ref.uid].status.ok()) << "the kubelet's retry succeeds";
+}
+
+// A kubelet restart can empty the plugin dir, which holds the state dir in the chart's layout.
+TEST_F(ClaimPreparerTest, AWipedCheckpointDirIsRecreatedWithTheClaimsStillPrepared) {
+  const auto devices = DevicesOfRoot("pci0000:44");
+  ClaimRef first = PutClaim("first", "uid-first", {{"efa", devices[0]}});
+  ASSERT_TRUE(PrepareOne(first).status.ok());
+  std::filesystem::remove_all(dir_.Sub("state"));
+
+  ClaimRef second = PutClaim("second", "uid-second", {{"efa", devices[1]}});
+  PrepareResult prepared = PrepareOne(second);
+  EXPECT_TRUE(prepared.status.ok()) << prepared.status.ToString();
+  EXPECT_TRUE(std::filesystem::exists(CheckpointPath(second.uid)));
+  EXPECT_TRUE(std::filesystem::exists(CheckpointPath(first.uid)))
+      << "the claim prepared before the wipe is still prepared";
+  ClaimRef thief = PutClaim("thief", "uid-thief", {{"efa", devices[0]}});
+  EXPECT_NE(PrepareOne(thief).status.message().find("already prepared for claim train/first"),
+            std::string::npos);
+  // And a restart still knows both.
+  preparer_ = NewPreparer("boot-1");
+  auto uids = preparer_->PreparedClaimUids();
+  std::sort(uids.begin(), uids.end());
+  EXPECT_EQ(uids, (std::vector<std::string>{"uid-first", "uid-second"}));
+}
+
+// /healthz: OK while the state dir can be written (a wipe is repaired by the probe itself),
+// unavailable naming the directory while it cannot.
+TEST_F(ClaimPreparerTest, CheckStateDirTellsWhetherTheStateDirCanBeWritten) {
+  ClaimRef ref = PutClaim("w", "uid-w", {{"efa", DevicesOfRoot("pci0000:44")[0]}});
+  ASSERT_TRUE(PrepareOne(ref).status.ok());
+  EXPECT_TRUE(preparer_->CheckStateDir().ok());
+
+  std::filesystem::remove_all(dir_.Sub("state/checkpoints"));
+  Status repaired = preparer_->CheckStateDir();
+  EXPECT_TRUE(repaired.ok()) << repaired.ToString();
+  EXPECT_TRUE(std::filesystem::exists(CheckpointPath(ref.uid))) << "re-created by the probe";
+
+  state_->FailWrites("/checkpoints", UnavailableError("Read-only file system"));
+  // The probe file is written at most once a second; the answer changes with the next one.
+  Status broken;
+  EXPECT_TRUE(efadra::testing::WaitFor([&] {
+    broken = preparer_->CheckStateDir();
+    return !broken.ok();
+  }));
+  EXPECT_EQ(broken.code(), StatusCode::kUnavailable) << broken.ToString();
+  EXPECT_NE(broken.message().find(dir_.Sub("state/checkpoints")), std::string::npos)
+      << broken.message();
+  EXPECT_NE(broken.message().find("Read-only file system"), std::string::npos);
+
+  state_->ClearFailures();
+  EXPECT_TRUE(efadra::testing::WaitFor([&] { return preparer_->CheckStateDir().ok(); }));
+  EXPECT_FALSE(std::filesystem::exists(dir_.Sub("state/checkpoints/.write-probe")));
 }
 
 }  // namespace

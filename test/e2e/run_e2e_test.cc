@@ -151,11 +151,18 @@ class RunE2eTest : public ::testing::Test {
     inventory_ = claims::testing::DiscoverBundled(dir_);  // builds dir/sys and dir/dev too
   }
 
-  // The run flags, with `overrides` replacing the values of the flags they name.
+  // The run flags, with `overrides` replacing the values of the flags they name. In the
+  // chart's layout the driver runs as the DaemonSet starts it: with the pod's UID (per-pod
+  // sockets, the shared lock) and no --state-dir, so the checkpoints live in the plugin dir.
   std::vector<std::string> Args(const std::map<std::string, std::string>& overrides = {}) const {
     std::vector<std::string> args = BaseArgs();
     for (size_t i = 2; i + 1 < args.size(); i += 2) {
       if (auto it = overrides.find(args[i]); it != overrides.end()) args[i + 1] = it->second;
+    }
+    if (chart_layout_) {
+      auto state = std::find(args.begin(), args.end(), "--state-dir");
+      args.erase(state, state + 2);
+      args.insert(args.end(), {"--pod-uid", kPodUid});
     }
     return args;
   }
@@ -187,8 +194,67 @@ class RunE2eTest : public ::testing::Test {
     return child;
   }
 
-  std::string RegistrationSocket() const { return dir_.Sub("registry/dra.net-reg.sock"); }
-  std::string DraSocket() const { return dir_.Sub("plugins/dra.net/dra.sock"); }
+  static constexpr char kPodUid[] = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+  std::string RegistrationSocket() const {
+    return dir_.Sub(chart_layout_ ? "registry/dra.net-" + std::string(kPodUid) + "-reg.sock"
+                                  : "registry/dra.net-reg.sock");
+  }
+  std::string DraSocket() const {
+    return dir_.Sub(chart_layout_ ? "plugins/dra.net/dra-" + std::string(kPodUid) + ".sock"
+                                  : "plugins/dra.net/dra.sock");
+  }
+  std::string CheckpointPath(const std::string& uid) const {
+    return dir_.Sub((chart_layout_ ? "plugins/dra.net" : "state") + std::string("/checkpoints/") +
+                    uid + ".json");
+  }
+
+  // Renumbers two EFAs the way a reboot can: their uverbs nodes swap (each
+  // infiniband_verbs/uverbsN keeps its dev number but names the other device) and rdma_cm
+  // gets another minor. Returns the inventory of the changed tree.
+  std::shared_ptr<const discovery::Inventory> Renumber(size_t a, size_t b, int rdma_cm_minor) {
+    const discovery::EfaDevice& first = inventory_->devices.at(a);
+    const discovery::EfaDevice& second = inventory_->devices.at(b);
+    WriteFileOrDie(dir_.Sub("sys/class/infiniband_verbs/" + first.UverbsName() + "/ibdev"),
+                   second.rdma_device + "\n");
+    WriteFileOrDie(dir_.Sub("sys/class/infiniband_verbs/" + second.UverbsName() + "/ibdev"),
+                   first.rdma_device + "\n");
+    WriteFileOrDie(dir_.Sub("sys/class/misc/rdma_cm/dev"),
+                   "10:" + std::to_string(rdma_cm_minor) + "\n");
+    return claims::testing::DiscoverTree(dir_.path());
+  }
+
+  // Every CDI spec names, for each of its devices, the uverbs node and number that device has
+  // in `now`, and the rdma_cm minor of now; no two specs inject the same uverbs device.
+  void ExpectSpecsMatch(const discovery::Inventory& now, int rdma_cm_minor) const {
+    std::map<std::string, std::string> injected;  // "major:minor" -> spec device
+    for (const auto& entry : std::filesystem::directory_iterator(dir_.Sub("cdi"))) {
+      const std::string file = entry.path().filename().string();
+      if (file.front() == '.') continue;
+      SCOPED_TRACE(file);
+      auto spec = nlohmann::json::parse(ReadFileOrEmpty(entry.path()), nullptr, false);
+      ASSERT_TRUE(spec.is_object());
+      EXPECT_EQ(spec["containerEdits"]["deviceNodes"][0]["minor"], rdma_cm_minor);
+      for (const auto& device : spec["devices"]) {
+        const std::string name = device.value("name", "");
+        const discovery::EfaDevice* current = nullptr;
+        for (const auto& candidate : now.devices) {
+          const std::string suffix = "-" + slices::DeviceName(candidate.pci_address);
+          if (name.size() > suffix.size() &&
+              name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+            current = &candidate;
+          }
+        }
+        ASSERT_NE(current, nullptr) << name;
+        const auto& node = device["containerEdits"]["deviceNodes"][0];
+        EXPECT_EQ(node["path"], "/dev/infiniband/" + current->UverbsName()) << name;
+        EXPECT_EQ(node["major"], current->uverbs_dev.major) << name;
+        EXPECT_EQ(node["minor"], current->uverbs_dev.minor) << name;
+        const std::string number = node["major"].dump() + ":" + node["minor"].dump();
+        auto [it, inserted] = injected.emplace(number, name);
+        EXPECT_TRUE(inserted) << name << " and " << it->second << " both inject " << number;
+      }
+    }
+  }
   std::string SpecPath(const std::string& uid) const {
     return dir_.Sub("cdi/" + claims::CdiSpecFileName("dra.net", uid));
   }
@@ -235,7 +301,27 @@ class RunE2eTest : public ::testing::Test {
   apidouble::FakeApiServer server_;
   std::shared_ptr<const discovery::Inventory> inventory_;
   int port_ = 0;
+  bool chart_layout_ = false;
 };
+
+// The tests that matter most in both of the driver's modes: a single instance with its own
+// state dir, and the chart's DaemonSet (--pod-uid, state inside the plugin dir).
+enum class Layout { kSingleInstance, kChart };
+
+class RunLayoutE2eTest : public RunE2eTest, public ::testing::WithParamInterface<Layout> {
+ protected:
+  void SetUp() override {
+    chart_layout_ = GetParam() == Layout::kChart;
+    RunE2eTest::SetUp();
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Layouts, RunLayoutE2eTest,
+                         ::testing::Values(Layout::kSingleInstance, Layout::kChart),
+                         [](const ::testing::TestParamInfo<Layout>& param_info) {
+                           return param_info.param == Layout::kChart ? "ChartLayout"
+                                                                     : "SingleInstance";
+                         });
 
 TEST_F(RunE2eTest, PublishesRegistersPreparesAndStopsCleanlyOnSigterm) {
   BuildP5();
@@ -356,7 +442,7 @@ TEST_F(RunE2eTest, ASurgeRolloutOverlapsTwoPodsOnOnePort) {
   EXPECT_FALSE(std::filesystem::exists(SpecPath("uid-job")));
 }
 
-TEST_F(RunE2eTest, Kill9AndRebootLoseNothing) {
+TEST_P(RunLayoutE2eTest, Kill9AndRebootLoseNothing) {
   BuildP5();
   auto child = Start();
   PutClaim("job", "uid-job", {Device(4), Device(5), Device(6), Device(7)});
@@ -379,31 +465,85 @@ TEST_F(RunE2eTest, Kill9AndRebootLoseNothing) {
     EXPECT_EQ(request.path.find("/resourceclaims/"), std::string::npos) << request.path;
   }
 
-  // Reboot: /var/run/cdi is a tmpfs (empty after boot) and the boot id changes. The spec is
-  // back before the kubelet asks for anything.
+  // Reboot: /var/run/cdi is a tmpfs (empty after boot), the boot id changes and the kernel
+  // numbers the hardware anew (a claimed EFA swaps uverbs nodes with a free one, rdma_cm gets
+  // another minor). The spec is back, with today's numbers, before the kubelet asks.
   child->Kill();
   std::filesystem::remove_all(dir_.Sub("cdi"));
   WriteFileOrDie(dir_.Sub("boot_id"), "boot-2\n");
+  const auto renumbered = Renumber(5, 12, 77);
   child = Start();
   EXPECT_TRUE(WaitFor([&] { return std::filesystem::exists(SpecPath("uid-job")); }));
-  EXPECT_EQ(ReadFileOrEmpty(SpecPath("uid-job")), spec);
-  EXPECT_NE(ReadFileOrEmpty(dir_.Sub("state/checkpoints/uid-job.json")).find("boot-2"),
-            std::string::npos);
+  EXPECT_NE(ReadFileOrEmpty(SpecPath("uid-job")), spec);
+  ExpectSpecsMatch(*renumbered, 77);
+  EXPECT_NE(ReadFileOrEmpty(CheckpointPath("uid-job")).find("boot-2"), std::string::npos);
 
   // The device stays taken for another claim; unprepare frees it.
   PutClaim("other", "uid-other", {Device(4)});
   dra_v1::NodePrepareResourcesResponse other;
   ASSERT_TRUE(Prepare("other", "uid-other", &other).ok());
   EXPECT_NE(other.claims().at("uid-other").error().find("already prepared"), std::string::npos);
+  // So does the number it had before the reboot, which the free EFA has now.
+  PutClaim("renumbered", "uid-renumbered", {Device(12)});
+  dra_v1::NodePrepareResourcesResponse renumbered_claim;
+  ASSERT_TRUE(Prepare("renumbered", "uid-renumbered", &renumbered_claim).ok());
+  EXPECT_EQ(renumbered_claim.claims().at("uid-renumbered").error(), "")
+      << "the free EFA has uid-job's old number, which no current spec injects";
+  ExpectSpecsMatch(*renumbered, 77);
   ASSERT_TRUE(Unprepare("job", "uid-job").ok());
   ASSERT_TRUE(Prepare("other", "uid-other", &other).ok());
   EXPECT_EQ(other.claims().at("uid-other").error(), "");
 }
 
+// A kubelet restart can empty the plugin dir; in the chart's layout that takes the checkpoints
+// and the lock file too. The driver serves again, keeps what was prepared, and /healthz says
+// whether the state can be written.
+TEST_P(RunLayoutE2eTest, AKubeletRestartThatEmptiesThePluginDirLosesNothing) {
+  BuildP5();
+  auto child = Start();
+  PutClaim("before", "uid-before", {Device(0)});
+  PutClaim("after", "uid-after", {Device(1)});
+  PutClaim("thief", "uid-thief", {Device(0)});
+  dra_v1::NodePrepareResourcesResponse response;
+  ASSERT_TRUE(Prepare("before", "uid-before", &response).ok()) << ReadFileOrEmpty(dir_.Sub("log"));
+  ASSERT_EQ(response.claims().at("uid-before").error(), "");
+
+  // The driver may put a socket back while the tree is removed: retry until one pass wins.
+  for (const std::string& dir : {dir_.Sub("plugins"), dir_.Sub("registry")}) {
+    ASSERT_TRUE(WaitFor([&] {
+      std::error_code error;
+      std::filesystem::remove_all(dir, error);
+      return !error;
+    }));
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    pluginregistration::PluginInfo info;
+    return KubeletClient::GetInfo(RegistrationSocket(), &info).ok();
+  })) << ReadFileOrEmpty(dir_.Sub("log"));
+  std::string body;
+  EXPECT_TRUE(WaitFor([&] { return HttpStatus("/healthz?verbose", &body) == 200; })) << body;
+  ASSERT_TRUE(Prepare("after", "uid-after", &response).ok());
+  EXPECT_EQ(response.claims().at("uid-after").error(), "") << ReadFileOrEmpty(dir_.Sub("log"));
+  EXPECT_TRUE(std::filesystem::exists(CheckpointPath("uid-after")));
+  EXPECT_TRUE(std::filesystem::exists(CheckpointPath("uid-before")));
+  ASSERT_TRUE(Prepare("thief", "uid-thief", &response).ok());
+  EXPECT_NE(response.claims().at("uid-thief").error().find("already prepared"), std::string::npos);
+
+  // A state dir that cannot be written: liveness fails, naming the check; and recovers.
+  const std::string checkpoints = std::filesystem::path(CheckpointPath("x")).parent_path();
+  std::filesystem::remove_all(checkpoints);
+  WriteFileOrDie(checkpoints, "not a directory");
+  EXPECT_TRUE(WaitFor([&] { return HttpStatus("/healthz?verbose", &body) == 500; })) << body;
+  EXPECT_NE(body.find("[-]state-dir-writable failed: unavailable"), std::string::npos) << body;
+  std::filesystem::remove(checkpoints);
+  EXPECT_TRUE(WaitFor([&] { return HttpStatus("/healthz?verbose", &body) == 200; })) << body;
+  EXPECT_TRUE(std::filesystem::exists(CheckpointPath("uid-before"))) << "re-created by the probe";
+}
+
 // A reboot after which the kernel numbers two EFAs' uverbs nodes the other way round and gives
 // rdma_cm another minor: the driver binary writes each restored spec with the node and number
 // the device has now, so the two claims never inject the same char device.
-TEST_F(RunE2eTest, ARebootThatRenumbersUverbsGetsSpecsOfTheNewNumbers) {
+TEST_P(RunLayoutE2eTest, ARebootThatRenumbersUverbsGetsSpecsOfTheNewNumbers) {
   BuildP5();
   WriteFileOrDie(dir_.Sub("sys/class/misc/rdma_cm/dev"), "10:120\n");
   const discovery::EfaDevice a = inventory_->devices.at(8);
@@ -419,11 +559,7 @@ TEST_F(RunE2eTest, ARebootThatRenumbersUverbsGetsSpecsOfTheNewNumbers) {
   child->Kill();
   std::filesystem::remove_all(dir_.Sub("cdi"));
   WriteFileOrDie(dir_.Sub("boot_id"), "boot-2\n");
-  WriteFileOrDie(dir_.Sub("sys/class/infiniband_verbs/" + a.UverbsName() + "/ibdev"),
-                 b.rdma_device + "\n");
-  WriteFileOrDie(dir_.Sub("sys/class/infiniband_verbs/" + b.UverbsName() + "/ibdev"),
-                 a.rdma_device + "\n");
-  WriteFileOrDie(dir_.Sub("sys/class/misc/rdma_cm/dev"), "10:57\n");
+  const auto renumbered = Renumber(8, 9, 57);
   child = Start();
   ASSERT_TRUE(WaitFor([&] {
     return std::filesystem::exists(SpecPath("uid-a")) && std::filesystem::exists(SpecPath("uid-b"));
@@ -439,6 +575,7 @@ TEST_F(RunE2eTest, ARebootThatRenumbersUverbsGetsSpecsOfTheNewNumbers) {
     EXPECT_EQ(node["minor"], now->uverbs_dev.minor);
     EXPECT_EQ(spec["containerEdits"]["deviceNodes"][0]["minor"], 57);
   }
+  ExpectSpecsMatch(*renumbered, 57);
 }
 
 // kill -9 at arbitrary moments of a stream of prepares and unprepares: after each restart,
@@ -536,32 +673,71 @@ TEST_F(RunE2eTest, NoEfaPublishesEmptyPoolAndKeepsRunning) {
   EXPECT_EQ(child.ExitCode(), 0);
 }
 
+// Other device plugins, even one with "efa" in its socket name, are no conflict; the AWS EFA
+// device plugin's own socket is: prepares are refused saying why, /readyz fails, an Event goes
+// to the Node.
 TEST_F(RunE2eTest, AConflictingEfaDevicePluginIsReported) {
   BuildP5();
-  // The device plugin's socket (a plain socket file is enough to be detected).
   std::filesystem::create_directories(dir_.Sub("device-plugins"));
-  const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un address{};
-  address.sun_family = AF_UNIX;
-  const std::string path = dir_.Sub("device-plugins/aws-efa-k8s-device-plugin.sock");
-  std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
-  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
+  // A bound socket file is enough to be detected; nobody needs to listen.
+  std::vector<int> fds;
+  auto bind_socket = [&](const std::string& name) {
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    const std::string path = dir_.Sub("device-plugins/" + name);
+    std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+    EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0) << path;
+    fds.push_back(fd);
+  };
+  bind_socket("kubelet.sock");
+  bind_socket("default.sock");
+  bind_socket("my-efa-thing.sock");
   auto child = Start();
   pluginregistration::PluginInfo info;
   ASSERT_TRUE(KubeletClient::Register(RegistrationSocket(), &info).ok());
   std::string body;
-  EXPECT_TRUE(WaitFor([&] { return HttpStatus("/readyz?verbose", &body) == 503 &&
-                                   body.find("[+]resourceslices") != std::string::npos; }));
+  EXPECT_TRUE(WaitFor([&] { return HttpStatus("/readyz?verbose", &body) == 200; }))
+      << "another vendor's device plugin is no conflict: " << body;
+  PutClaim("job", "uid-job", {Device(0)});
+  dra_v1::NodePrepareResourcesResponse response;
+  ASSERT_TRUE(Prepare("job", "uid-job", &response).ok());
+  EXPECT_EQ(response.claims().at("uid-job").error(), "");
+
+  bind_socket("aws-efa-device-plugin.sock");
+  // The conflict monitor polls every 2 s; prepares are refused from its next poll on.
+  EXPECT_TRUE(WaitFor([&] {
+    return HttpStatus("/readyz?verbose", &body) == 503 &&
+           body.find("[-]no-conflicting-driver") != std::string::npos;
+  })) << body;
   // The probe answer names the failing check and its category only; the reason is logged.
   EXPECT_NE(body.find("[-]no-efa-device-plugin failed: failed precondition"), std::string::npos)
+      << body;
+  EXPECT_NE(body.find("[-]no-conflicting-driver failed: failed precondition"), std::string::npos)
       << body;
   EXPECT_EQ(body.find("cannot run together"), std::string::npos) << body;
   EXPECT_NE(ReadFileOrEmpty(dir_.Sub("log")).find("cannot run together"), std::string::npos);
   ASSERT_EQ(HttpStatus("/metrics", &body), 200);
   EXPECT_NE(body.find("efa_dra_device_plugin_conflict 1"), std::string::npos);
-  EXPECT_NE(ReadFileOrEmpty(dir_.Sub("log")).find("aws-efa-k8s-device-plugin.sock"),
+  EXPECT_NE(ReadFileOrEmpty(dir_.Sub("log")).find("aws-efa-device-plugin.sock"),
             std::string::npos);
-  ::close(fd);
+  PutClaim("refused", "uid-refused", {Device(1)});
+  ASSERT_TRUE(Prepare("refused", "uid-refused", &response).ok());
+  const std::string error = response.claims().at("uid-refused").error();
+  EXPECT_NE(error.find("claim train/refused not prepared: the EFA device plugin also serves this "
+                       "node (" + dir_.Sub("device-plugins/aws-efa-device-plugin.sock") + ")"),
+            std::string::npos)
+      << error;
+  EXPECT_FALSE(std::filesystem::exists(SpecPath("uid-refused")));
+  EXPECT_TRUE(WaitFor([&] {
+    for (const auto& request : server_.Requests()) {
+      if (request.method == "POST" && request.path == "/api/v1/namespaces/default/events") {
+        return true;
+      }
+    }
+    return false;
+  })) << "a Warning Event on the Node";
+  for (const int fd : fds) ::close(fd);
 }
 
 TEST_F(RunE2eTest, BadConfigurationExitsNonZeroWithOneLine) {

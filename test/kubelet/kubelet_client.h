@@ -60,9 +60,10 @@ class KubeletClient {
 
   template <typename Api, typename Request, typename Response>
   static grpc::Status Prepare(const std::string& endpoint, const Request& request,
-                              Response* response) {
+                              Response* response,
+                              std::chrono::milliseconds timeout = std::chrono::seconds(45)) {
     auto stub = Api::NewStub(UnixChannel(endpoint));
-    return stub->NodePrepareResources(Deadline(std::chrono::seconds(45)).get(), request, response);
+    return stub->NodePrepareResources(Deadline(timeout).get(), request, response);
   }
 
   template <typename Api, typename Request, typename Response>

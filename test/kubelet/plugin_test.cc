@@ -7,10 +7,16 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
+
 #include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <filesystem>
 #include <thread>
+#include <tuple>
 
 #include <gtest/gtest.h>
 
@@ -42,6 +48,87 @@ ino_t Inode(const std::string& path) {
   return ::stat(path.c_str(), &info) == 0 ? info.st_ino : 0;
 }
 
+// The real client with a gate: GETs whose path contains `held` wait until Open() (the API
+// server answering one claim slowly), everything else goes straight through.
+class GatedClient final : public kube::Client {
+ public:
+  GatedClient(kube::Client& real, std::string held) : real_(real), held_(std::move(held)) {}
+  void Open() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      open_ = true;
+    }
+    opened_.notify_all();
+  }
+  bool Waiting() const { return waiting_ > 0; }
+
+  Result<nlohmann::json> Get(std::string_view path) override {
+    if (path.find(held_) != std::string_view::npos) {
+      ++waiting_;
+      std::unique_lock<std::mutex> lock(mu_);
+      opened_.wait(lock, [this] { return open_; });
+      --waiting_;
+    }
+    return real_.Get(path);
+  }
+  Result<nlohmann::json> List(std::string_view path, const kube::ListOptions& options) override {
+    return real_.List(path, options);
+  }
+  Result<nlohmann::json> Create(std::string_view path, const nlohmann::json& object) override {
+    return real_.Create(path, object);
+  }
+  Result<nlohmann::json> Update(std::string_view path, const nlohmann::json& object) override {
+    return real_.Update(path, object);
+  }
+  Status Delete(std::string_view path, const kube::DeletePreconditions& pre) override {
+    return real_.Delete(path, pre);
+  }
+  Status Watch(std::string_view path, const kube::ListOptions& options,
+               const std::function<bool(const kube::WatchEvent&)>& on_event,
+               const std::atomic<bool>& stop) override {
+    return real_.Watch(path, options, on_event, stop);
+  }
+  void SetObserver(kube::RequestObserver* observer) override { real_.SetObserver(observer); }
+
+ private:
+  kube::Client& real_;
+  const std::string held_;
+  std::mutex mu_;
+  std::condition_variable opened_;
+  bool open_ = false;  // guarded by mu_
+  std::atomic<int> waiting_{0};
+};
+
+// Plays a rolling-update twin stuck in its section: holds the flock until released.
+class LockHolder {
+ public:
+  explicit LockHolder(const std::string& path)
+      : fd_(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600)) {
+    EXPECT_EQ(::flock(fd_, LOCK_EX | LOCK_NB), 0) << path;
+  }
+  ~LockHolder() { Release(); }
+  void Release() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+constexpr char kOldPod[] = "11111111-2222-3333-4444-555555555555";
+constexpr char kNewPod[] = "66666666-7777-8888-9999-000000000000";
+
+// Removes a tree the way a kubelet restart does while our watcher may put a socket back into
+// it: retried until one pass removes everything.
+bool RemoveTree(const std::string& path) {
+  return WaitFor([&] {
+    std::error_code error;
+    std::filesystem::remove_all(path, error);
+    return !error;
+  });
+}
+
 // One driver instance: its preparer and plugin over shared directories.
 struct Instance {
   std::unique_ptr<claims::ClaimPreparer> preparer;
@@ -71,9 +158,12 @@ class PluginTest : public ::testing::Test {
     return options;
   }
 
-  // `refuse`, when given, is the plugin's RefusePreparesWhile hook.
+  // `refuse`, when given, is the plugin's RefusePreparesWhile hook; `client` and `state`
+  // replace the fixture's API client and state directory. With a pod UID the preparer shares
+  // the lock file as the driver binary wires it.
   Instance StartInstance(PluginOptions options, HealthSource* health = nullptr,
-                         std::function<std::string()> refuse = nullptr) {
+                         std::function<std::string()> refuse = nullptr,
+                         kube::Client* client = nullptr, core::Filesystem* state = nullptr) {
     Instance instance;
     claims::PreparerOptions preparer_options;
     preparer_options.driver_name = kDriver;
@@ -81,8 +171,12 @@ class PluginTest : public ::testing::Test {
     preparer_options.dev_root = dir_.Sub("dev");
     preparer_options.sysfs_root = dir_.Sub("sys");
     preparer_options.boot_id = "boot-1";
+    if (!options.pod_uid.empty()) {
+      preparer_options.shared_lock_path = SharedLockPath(options.plugin_dir);
+    }
     instance.preparer = std::make_unique<claims::ClaimPreparer>(
-        preparer_options, *client_, *cdi_, *state_, [this] { return inventory_; });
+        preparer_options, client != nullptr ? *client : *client_, *cdi_,
+        state != nullptr ? *state : *state_, [this] { return inventory_; });
     EXPECT_TRUE(instance.preparer->Start().ok());
     instance.plugin = std::make_unique<Plugin>(options, *instance.preparer, health);
     if (refuse) instance.plugin->RefusePreparesWhile(std::move(refuse));
@@ -451,20 +545,25 @@ TEST_F(PluginTest, StaleSocketsAreReplacedAndStopRemovesOurs) {
   EXPECT_EQ(main_.plugin->Registration().phase, RegistrationState::Phase::kNotServing);
 }
 
+// In the chart's layout (per-pod sockets, the state inside the plugin dir), which the restart
+// empties along with the sockets.
 TEST_F(PluginTest, AKubeletRestartLeadsToReRegistrationWithoutADriverRestart) {
-  StartDefault();
+  const PluginOptions options = Options(kOldPod);
+  std::filesystem::create_directories(options.plugin_dir);
+  auto plugin_dir_state = core::NewPosixFilesystem(options.plugin_dir);
+  Instance pod = StartInstance(options, nullptr, nullptr, nullptr, plugin_dir_state.get());
   std::atomic<int> registered{0};
-  main_.plugin->OnRegistered([&] { ++registered; });
+  pod.plugin->OnRegistered([&] { ++registered; });
   pluginregistration::PluginInfo info;
-  ASSERT_TRUE(KubeletClient::Register(main_.plugin->RegistrationSocketPath(), &info).ok());
+  ASSERT_TRUE(KubeletClient::Register(pod.plugin->RegistrationSocketPath(), &info).ok());
   // The kubelet restarts and recreates its directories: our sockets are gone.
-  std::filesystem::remove_all(dir_.Sub("registry"));
-  std::filesystem::remove_all(dir_.Sub("plugins"));
-  ASSERT_TRUE(WaitFor([&] { return main_.plugin->Serving(); }));
-  EXPECT_EQ(main_.plugin->Registration().phase, RegistrationState::Phase::kWaitingForKubelet);
-  ASSERT_TRUE(KubeletClient::Register(main_.plugin->RegistrationSocketPath(), &info).ok());
+  ASSERT_TRUE(RemoveTree(dir_.Sub("registry")));
+  ASSERT_TRUE(RemoveTree(dir_.Sub("plugins")));
+  ASSERT_TRUE(WaitFor([&] { return pod.plugin->Serving(); }));
+  EXPECT_EQ(pod.plugin->Registration().phase, RegistrationState::Phase::kWaitingForKubelet);
+  ASSERT_TRUE(KubeletClient::Register(pod.plugin->RegistrationSocketPath(), &info).ok());
   EXPECT_EQ(registered, 2);
-  EXPECT_EQ(main_.plugin->Registration().registrations, 2);
+  EXPECT_EQ(pod.plugin->Registration().registrations, 2);
   // And the DRA endpoint it advertised answers.
   PutClaim("after-restart", "uid-r", {slices::DeviceName(inventory_->devices[0].pci_address)});
   auto response = PrepareOk<V1>(info.endpoint(), {"after-restart", "uid-r"});
@@ -612,6 +711,116 @@ TEST(ConflictMonitorTest, EachNewReasonIsReportedOnce) {
   reasons = {"a", "b"};
   monitor.CheckNow();  // a came back: reported again
   EXPECT_EQ(reported, (std::vector<std::string>{"a", "b", "a"}));
+}
+
+// The shared lock covers only the check-and-write: a claim whose API GET hangs in one pod
+// delays neither the twin's prepares nor this pod's other claims.
+TEST_F(PluginTest, ASlowApiGetInOnePodDelaysNoOtherClaimInRollingUpdateMode) {
+  GatedClient gated(*client_, "/resourceclaims/slow");
+  Instance old_pod = StartInstance(Options(kOldPod), nullptr, nullptr, &gated);
+  Instance new_pod = StartInstance(Options(kNewPod));
+  PutClaim("slow", "uid-slow", {slices::DeviceName(inventory_->devices[0].pci_address)});
+  PutClaim("fast", "uid-fast", {slices::DeviceName(inventory_->devices[1].pci_address)});
+  PutClaim("also-fast", "uid-also", {slices::DeviceName(inventory_->devices[2].pci_address)});
+
+  std::thread slow([&] {
+    auto response = PrepareOk<V1>(old_pod.plugin->DraSocketPath(), {"slow", "uid-slow"});
+    EXPECT_EQ(response.claims().at("uid-slow").error(), "");
+  });
+  ASSERT_TRUE(WaitFor([&] { return gated.Waiting(); }));
+  for (const auto& [endpoint, name, uid] :
+       {std::tuple{new_pod.plugin->DraSocketPath(), "fast", "uid-fast"},
+        std::tuple{old_pod.plugin->DraSocketPath(), "also-fast", "uid-also"}}) {
+    SCOPED_TRACE(name);
+    dra_v1::NodePrepareResourcesRequest request;
+    AddClaim(&request, "train", name, uid);
+    dra_v1::NodePrepareResourcesResponse response;
+    // Far longer than the prepare takes; on a lock held across the GET it never comes.
+    grpc::Status status = KubeletClient::Prepare<dra_v1::DRAPlugin>(
+        endpoint, request, &response, std::chrono::seconds(5));
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    if (status.ok()) {
+      EXPECT_EQ(response.claims().at(uid).error(), "");
+    }
+  }
+  EXPECT_TRUE(gated.Waiting()) << "the slow claim's GET was still outstanding";
+  gated.Open();
+  slow.join();
+  EXPECT_TRUE(std::filesystem::exists(SpecPath("uid-slow")));
+}
+
+// The kubelet gives up after its deadline; the claim must get an error before that, not an
+// answer nobody reads (or a call that hangs behind a stuck twin).
+TEST_F(PluginTest, AClaimWaitingForAStuckTwinFailsWithinTheKubeletsDeadline) {
+  Instance pod = StartInstance(Options(kOldPod));
+  PutClaim("waits", "uid-waits", {slices::DeviceName(inventory_->devices[0].pci_address)});
+  LockHolder twin(SharedLockPath(Options(kOldPod).plugin_dir));
+  dra_v1::NodePrepareResourcesRequest request;
+  AddClaim(&request, "train", "waits", "uid-waits");
+  dra_v1::NodePrepareResourcesResponse response;
+  grpc::Status status = KubeletClient::Prepare<dra_v1::DRAPlugin>(
+      pod.plugin->DraSocketPath(), request, &response, std::chrono::seconds(2));
+  ASSERT_TRUE(status.ok()) << "the call itself timed out: " << status.error_message();
+  const std::string error = response.claims().at("uid-waits").error();
+  EXPECT_NE(error.find("prepare claim train/waits (uid uid-waits)"), std::string::npos) << error;
+  EXPECT_NE(error.find("past the deadline"), std::string::npos) << error;
+  twin.Release();
+  response = PrepareOk<V1>(pod.plugin->DraSocketPath(), {"waits", "uid-waits"});
+  EXPECT_EQ(response.claims().at("uid-waits").error(), "");
+}
+
+// The chart's layout: the state dir is the plugin dir, so a kubelet restart that empties it
+// takes the checkpoints, the lock file and the instance marker along with the sockets.
+TEST_F(PluginTest, AWipedPluginDirIsRebuiltAndPreparesGoOnInTheChartsLayout) {
+  const PluginOptions options = Options(kOldPod);
+  std::filesystem::create_directories(options.plugin_dir);
+  auto plugin_dir_state = core::NewPosixFilesystem(options.plugin_dir);
+  Instance pod = StartInstance(options, nullptr, nullptr, nullptr, plugin_dir_state.get());
+  const std::string first_device = slices::DeviceName(inventory_->devices[0].pci_address);
+  PutClaim("first", "uid-1", {first_device});
+  PutClaim("second", "uid-2", {slices::DeviceName(inventory_->devices[1].pci_address)});
+  PutClaim("thief", "uid-3", {first_device});
+  auto first = PrepareOk<V1>(pod.plugin->DraSocketPath(), {"first", "uid-1"});
+  ASSERT_EQ(first.claims().at("uid-1").error(), "");
+  ASSERT_TRUE(std::filesystem::exists(options.plugin_dir + "/checkpoints/uid-1.json"));
+
+  ASSERT_TRUE(RemoveTree(options.plugin_dir));
+  ASSERT_TRUE(WaitFor([&] {
+    return pod.plugin->Serving() &&
+           std::filesystem::exists(InstanceMarkerPath(options.plugin_dir, options.pod_uid));
+  }));
+  auto second = PrepareOk<V1>(pod.plugin->DraSocketPath(), {"second", "uid-2"});
+  EXPECT_EQ(second.claims().at("uid-2").error(), "");
+  EXPECT_TRUE(std::filesystem::exists(options.plugin_dir + "/checkpoints/uid-2.json"));
+  EXPECT_TRUE(std::filesystem::exists(options.plugin_dir + "/checkpoints/uid-1.json"))
+      << "the claim prepared before the wipe is written again";
+  EXPECT_TRUE(std::filesystem::exists(SharedLockPath(options.plugin_dir)));
+  auto thief = PrepareOk<V1>(pod.plugin->DraSocketPath(), {"thief", "uid-3"});
+  EXPECT_NE(thief.claims().at("uid-3").error().find("already prepared for claim train/first"),
+            std::string::npos);
+  EXPECT_TRUE(pod.preparer->CheckStateDir().ok());
+}
+
+// Only the AWS plugin's own socket is a conflict: other device plugins that merely have "efa"
+// (or "default") in their names must not stop prepares on the node.
+TEST(CoexistenceTest, OnlyTheEfaDevicePluginsExactSocketNameIsAConflict) {
+  TempDir dir;
+  const std::string plugins = dir.Sub("device-plugins");
+  std::vector<std::unique_ptr<FakeRegistrant>> sockets;
+  for (const char* name : {"kubelet.sock", "default.sock", "my-efa-thing.sock",
+                           "aws-efa-k8s-device-plugin.sock", "EFA.sock"}) {
+    sockets.push_back(std::make_unique<FakeRegistrant>(plugins + "/" + name));
+  }
+  efadra::testing::WriteFileOrDie(plugins + "/aws-efa-device-plugin.sock.bak", "not a socket");
+  EXPECT_EQ(EfaDevicePluginSockets(plugins), std::vector<std::string>{});
+
+  sockets.push_back(std::make_unique<FakeRegistrant>(plugins + "/aws-efa-device-plugin.sock"));
+  EXPECT_EQ(EfaDevicePluginSockets(plugins),
+            std::vector<std::string>{plugins + "/aws-efa-device-plugin.sock"});
+  // --efa-device-plugin-socket names others (a fork); names with a '/' never match.
+  EXPECT_EQ(EfaDevicePluginSockets(plugins, {"my-efa-thing.sock", "../device-plugins/EFA.sock"}),
+            std::vector<std::string>{plugins + "/my-efa-thing.sock"});
+  EXPECT_EQ(EfaDevicePluginSockets(dir.Sub("not-mounted")), std::vector<std::string>{});
 }
 
 TEST_F(PluginTest, TheHealthStreamSendsTheFullListAndEveryChange) {

@@ -13,10 +13,26 @@
 // fsyncs the checkpoint directory, also for claims this process does not know (a leftover must
 // not come back at the next start); already unprepared claims succeed.
 //
+// Rolling-update mode (PreparerOptions::shared_lock_path set): two driver processes share the
+// checkpoint and CDI directories. The API GET and the allocation checks run with no
+// cross-process lock; only the short section that re-reads the checkpoints, checks
+// exclusivity and writes checkpoint and spec (and every unprepare, and Start's clean-up) holds
+// an flock on that file, so one slow GET never delays the twin's or this process's other
+// claims. Waiting for the lock honours the caller's deadline (the kubelet's gRPC deadline):
+// past it the claim fails with kDeadlineExceeded naming the claim, instead of answering after
+// the kubelet gave up. Lock order: shared lock, then per-claim lock, then the state mutex.
+//
+// A wipe of the state directory (a kubelet restart can empty the plugin dir that holds it)
+// is repaired before the next write: the checkpoint directory is re-created and the
+// checkpoints of the claims this process knows are written again, so their devices stay
+// reserved, for this process and its twin. CheckStateDir() reports whether the state
+// directory can be written (for /healthz).
+//
 // Errors are per claim (PrepareResult::status); one bad claim never fails the others.
 // Thread-safe.
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -65,7 +81,14 @@ struct PreparerOptions {
   std::string sysfs_root = "/sys";
   // The node's boot id (/proc/sys/kernel/random/boot_id, or --boot-id-file in tests).
   std::string boot_id;
+  // Non-empty: rolling-update mode, serialised with the twin through an flock on this file
+  // (<plugin-dir>/serialize.lock). Empty: this process is the only one using the state.
+  std::string shared_lock_path;
 };
+
+// No deadline: wait for the shared lock as long as it takes.
+inline constexpr std::chrono::steady_clock::time_point kNoDeadline =
+    std::chrono::steady_clock::time_point::max();
 
 class ClaimPreparer {
  public:
@@ -83,20 +106,35 @@ class ClaimPreparer {
   // rdma_cm differently). Corrupt or future-version files, and files whose name and content
   // give different claim UIDs, are reported (returned in the warnings) and skipped, never
   // fatal. A claim whose device is gone is reported too; it stays prepared without a spec and
-  // its prepares fail naming the claim and the device until the device is back. Call once
-  // before serving.
+  // its prepares fail naming the claim and the device until the device is back. In
+  // rolling-update mode the shared lock is taken first (waiting as long as the twin holds it),
+  // so the twin's in-flight temporary files are never removed under it. Call once before
+  // serving.
   Status Start(std::vector<std::string>* warnings = nullptr);
 
-  // Keyed by claim UID; one entry per distinct UID in `claims`.
-  std::map<std::string, PrepareResult> Prepare(const std::vector<ClaimRef>& claims);
+  // Keyed by claim UID; one entry per distinct UID in `claims`. A claim still waiting for the
+  // shared lock at `deadline` fails with kDeadlineExceeded naming it.
+  std::map<std::string, PrepareResult> Prepare(const std::vector<ClaimRef>& claims,
+                                               std::chrono::steady_clock::time_point deadline =
+                                                   kNoDeadline);
 
-  // Keyed by claim UID; OK for claims that were never prepared.
-  std::map<std::string, Status> Unprepare(const std::vector<ClaimRef>& claims);
+  // Keyed by claim UID; OK for claims that were never prepared. Deadline as for Prepare.
+  std::map<std::string, Status> Unprepare(const std::vector<ClaimRef>& claims,
+                                          std::chrono::steady_clock::time_point deadline =
+                                              kNoDeadline);
 
   // Re-reads the checkpoint directory: claims another instance prepared (a rolling-update twin
-  // sharing --state-dir) become known, claims it unprepared are forgotten. The caller holds the
-  // lock both instances share. Unreadable files are reported in the warnings and skipped.
+  // sharing --state-dir) become known, claims it unprepared are forgotten. Takes the shared
+  // lock in rolling-update mode (every prepare and unprepare does this by itself). Unreadable
+  // files are reported in the warnings and skipped.
   Status SyncWithDisk(std::vector<std::string>* warnings = nullptr);
+
+  // OK while the state directory can be written: re-creates a wiped checkpoint directory (and
+  // its checkpoints) and writes and removes a probe file (at most once a second; in between
+  // the last result stands). kUnavailable naming the path when that, or the last checkpoint
+  // write, failed. Never waits for the shared lock: while the twin holds it the last result is
+  // answered. Cheap enough for every /healthz probe.
+  Status CheckStateDir();
 
   // UIDs of the claims prepared now (for health and metrics).
   std::vector<std::string> PreparedClaimUids() const;

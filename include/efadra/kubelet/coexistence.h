@@ -13,10 +13,19 @@ namespace efadra::kubelet {
 
 inline constexpr char kDefaultDevicePluginDir[] = "/var/lib/kubelet/device-plugins";
 
-// Paths of sockets in `device_plugin_dir` whose name mentions EFA ("aws-efa-k8s-device-
-// plugin.sock", "vpc.amazonaws.com_efa-…"), sorted. Empty when there are none or the directory
-// cannot be read (not mounted: nothing to detect).
-std::vector<std::string> EfaDevicePluginSockets(const std::string& device_plugin_dir);
+// The socket the AWS EFA device plugin serves ("Starting to serve on
+// /var/lib/kubelet/device-plugins/aws-efa-device-plugin.sock" in its log).
+inline constexpr char kEfaDevicePluginSocket[] = "aws-efa-device-plugin.sock";
+
+// Paths of the sockets in `device_plugin_dir` whose file name is exactly one of
+// `socket_names` (--efa-device-plugin-socket; a fork of the plugin may use another name),
+// sorted. Names are compared whole: the kubelet's own kubelet.sock, another vendor's
+// "default.sock" or "my-efa-thing.sock" are not the EFA device plugin, and taking them for it
+// would refuse every prepare. Empty when there are none or the directory cannot be read (not
+// mounted: nothing to detect).
+std::vector<std::string> EfaDevicePluginSockets(
+    const std::string& device_plugin_dir,
+    const std::vector<std::string>& socket_names = {kEfaDevicePluginSocket});
 
 // The file an instance of this driver keeps in the plugin directory while it serves, so that
 // its rolling-update twin can tell it from another program registered under the same name:

@@ -10,11 +10,13 @@
 // calls finish (bounded), stops serving and removes both sockets.
 //
 // With a pod UID (rolling-update mode) the sockets are <driver>-<podUID>-reg.sock and
-// dra-<podUID>.sock so an old and a new pod can overlap, and every prepare/unprepare holds a
-// flock on <plugin-dir>/serialize.lock and first re-reads the shared checkpoints, so the two
-// pods never disagree about what is prepared. While serving, the plugin keeps its instance
-// marker (coexistence.h) in the plugin directory, which tells its twin apart from another
-// program registered under the same driver name.
+// dra-<podUID>.sock so an old and a new pod can overlap; the preparer then serialises its
+// writes with the twin through an flock on SharedLockPath(plugin dir) and re-reads the shared
+// checkpoints first (claim_preparer.h), so the two pods never disagree about what is
+// prepared. While serving, the plugin keeps its instance marker (coexistence.h) in the plugin
+// directory, which tells its twin apart from another program registered under the same driver
+// name; the watcher writes it again when the directory was wiped. The kubelet's deadline of
+// each call reaches the preparer, which fails a claim rather than answer after it.
 #pragma once
 
 #include <chrono>
@@ -34,11 +36,16 @@ inline constexpr char kDraV1Service[] = "v1.DRAPlugin";
 inline constexpr char kDraV1beta1Service[] = "v1beta1.DRAPlugin";
 inline constexpr char kHealthService[] = "v1alpha1.DRAResourceHealth";
 
+// The lock file a rolling-update pair shares: claims::PreparerOptions::shared_lock_path.
+inline std::string SharedLockPath(const std::string& plugin_dir) {
+  return plugin_dir + "/serialize.lock";
+}
+
 struct PluginOptions {
   std::string driver_name = "dra.net";
   std::string registrar_dir = "/var/lib/kubelet/plugins_registry";
   std::string plugin_dir;  // e.g. /var/lib/kubelet/plugins/dra.net
-  std::string pod_uid;     // non-empty: rolling-update socket names and the shared flock
+  std::string pod_uid;     // non-empty: rolling-update socket and marker names
   // How often the watcher checks that both socket files are still ours.
   std::chrono::milliseconds socket_check_period{1000};
   // After the kubelet rejects the registration, re-offer it (re-create the socket) this late.
