@@ -3,7 +3,9 @@
 #include <httplib.h>
 
 #include <atomic>
+#include <cstdlib>
 #include <ctime>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -222,6 +224,7 @@ class FakeApiServer::Impl {
  public:
   explicit Impl(ServerOptions options) : options_(std::move(options)) {
     token_ = options_.bearer_token;
+    if (const char* log = std::getenv("EFADRA_APIDOUBLE_REQUEST_LOG")) request_log_ = log;
   }
 
   ~Impl() { Stop(); }
@@ -347,6 +350,14 @@ class FakeApiServer::Impl {
       size_t q = req.target.find('?');
       if (q != std::string::npos) query = req.target.substr(q + 1);
       requests_.push_back({req.method, req.path, query, reply.status, watch});
+      if (!request_log_.empty()) {
+        // Appended line by line (O_APPEND): test processes running in parallel share the file.
+        std::ofstream(request_log_, std::ios::app)
+            << json{{"method", req.method}, {"path", req.path}, {"watch", watch},
+                    {"userAgent", req.get_header_value("User-Agent")},
+                    {"status", reply.status}}.dump()
+            << "\n";
+      }
     }
     if (reply.status == 0) return;  // the watch already set up a streaming response
     res.status = reply.status;
@@ -750,6 +761,7 @@ class FakeApiServer::Impl {
   }
 
   ServerOptions options_;
+  std::string request_log_;  // $EFADRA_APIDOUBLE_REQUEST_LOG, read once
   ObjectStore store_;
 
   std::mutex lifecycle_mu_;

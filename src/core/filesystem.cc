@@ -71,7 +71,8 @@ Status WriteAll(int fd, std::string_view content, const std::string& path) {
 
 class PosixFilesystem final : public Filesystem {
  public:
-  explicit PosixFilesystem(std::string root) : root_(CleanPath(root.empty() ? "/" : root)) {}
+  PosixFilesystem(std::string root, DiskObserver* observer)
+      : root_(CleanPath(root.empty() ? "/" : root)), observer_(observer) {}
 
   Result<std::string> ReadFile(std::string_view path, size_t max_bytes) const override {
     const std::string host = HostPath(path);
@@ -160,8 +161,13 @@ class PosixFilesystem final : public Filesystem {
     FdCloser closer(fd);
     Status status = WriteAll(fd, content, tmp);
     if (status.ok() && ::fchmod(fd, options.mode) != 0) status = ErrnoStatus(errno, "chmod", tmp);
-    if (status.ok() && options.durable && ::fsync(fd) != 0) {
-      status = ErrnoStatus(errno, "fsync", tmp);
+    if (status.ok()) Report(DiskStep::kTempFileWritten, tmp, {}, content);
+    if (status.ok() && options.durable) {
+      if (::fsync(fd) != 0) {
+        status = ErrnoStatus(errno, "fsync", tmp);
+      } else {
+        Report(DiskStep::kFileSynced, tmp);
+      }
     }
     if (status.ok() && ::close(closer.Release()) != 0) status = ErrnoStatus(errno, "close", tmp);
     if (status.ok() && ::rename(tmp.c_str(), host.c_str()) != 0) {
@@ -171,30 +177,23 @@ class PosixFilesystem final : public Filesystem {
       ::unlink(tmp.c_str());
       return status;
     }
-    if (options.durable) {
-      // The rename is only durable once the directory entry is on disk.
-      int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-      if (dir_fd < 0) return ErrnoStatus(errno, "open directory", dir);
-      FdCloser dir_closer(dir_fd);
-      if (::fsync(dir_fd) != 0) return ErrnoStatus(errno, "fsync directory", dir);
-    }
+    Report(DiskStep::kRenamed, host, tmp);
+    // The rename is only durable once the directory entry is on disk.
+    if (options.durable) return SyncHostDirectory(dir);
     return Status::Ok();
   }
 
   Status RemoveFile(std::string_view path) override {
     const std::string host = HostPath(path);
-    if (::unlink(host.c_str()) != 0 && errno != ENOENT) return ErrnoStatus(errno, "unlink", host);
+    if (::unlink(host.c_str()) != 0) {
+      if (errno == ENOENT) return Status::Ok();
+      return ErrnoStatus(errno, "unlink", host);
+    }
+    Report(DiskStep::kRemoved, host);
     return Status::Ok();
   }
 
-  Status SyncDirectory(std::string_view path) override {
-    const std::string host = HostPath(path);
-    int dir_fd = ::open(host.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd < 0) return ErrnoStatus(errno, "open directory", host);
-    FdCloser dir_closer(dir_fd);
-    if (::fsync(dir_fd) != 0) return ErrnoStatus(errno, "fsync directory", host);
-    return Status::Ok();
-  }
+  Status SyncDirectory(std::string_view path) override { return SyncHostDirectory(HostPath(path)); }
 
   Status CreateDirectories(std::string_view path) override {
     const std::string host = HostPath(path);
@@ -224,13 +223,28 @@ class PosixFilesystem final : public Filesystem {
   }
 
  private:
+  Status SyncHostDirectory(const std::string& dir) {
+    int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd < 0) return ErrnoStatus(errno, "open directory", dir);
+    FdCloser dir_closer(dir_fd);
+    if (::fsync(dir_fd) != 0) return ErrnoStatus(errno, "fsync directory", dir);
+    Report(DiskStep::kDirectorySynced, dir);
+    return Status::Ok();
+  }
+
+  void Report(DiskStep step, std::string_view path, std::string_view from = {},
+              std::string_view content = {}) {
+    if (observer_ != nullptr) observer_->AfterStep(DiskEvent{step, path, from, content});
+  }
+
   const std::string root_;
+  DiskObserver* const observer_;
 };
 
 }  // namespace
 
-std::unique_ptr<Filesystem> NewPosixFilesystem(std::string root) {
-  return std::make_unique<PosixFilesystem>(std::move(root));
+std::unique_ptr<Filesystem> NewPosixFilesystem(std::string root, DiskObserver* observer) {
+  return std::make_unique<PosixFilesystem>(std::move(root), observer);
 }
 
 std::string JoinPath(std::string_view a, std::string_view b) {

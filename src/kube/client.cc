@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "efadra/core/version.h"
+#include "efadra/kube/watch_stream.h"
 
 namespace efadra::kube {
 namespace {
@@ -403,6 +404,48 @@ class CurlClient final : public Client {
   std::mt19937_64 rng_;
 };
 
+}  // namespace
+
+Status ConsumeWatchChunk(std::string& pending, std::string_view chunk,
+                         const std::function<bool(const WatchEvent&)>& on_event, bool* stopped) {
+  pending.append(chunk);
+  size_t pos;
+  while ((pos = pending.find('\n')) != std::string::npos) {
+    std::string line = pending.substr(0, pos);
+    pending.erase(0, pos + 1);
+    if (line.empty()) continue;
+    // Only well-typed fields are read: json::value() throws on a mistyped one, and a throw
+    // here would cross libcurl's C callback.
+    json j = json::parse(line, nullptr, false);
+    const auto type = j.is_object() ? j.find("type") : j.end();
+    const auto object = j.is_object() ? j.find("object") : j.end();
+    if (j.is_discarded() || !j.is_object() || (type != j.end() && !type->is_string()) ||
+        (object != j.end() && !object->is_object())) {
+      return DataLossError("watch event is not a JSON event object: " + line.substr(0, 128));
+    }
+    WatchEvent event{type != j.end() ? type->get<std::string>() : "",
+                     object != j.end() ? *object : json::object()};
+    const bool keep = on_event(event);
+    if (event.type == "ERROR") {
+      const auto code = event.object.find("code");
+      const auto message = event.object.find("message");
+      const long http = code != event.object.end() && code->is_number_integer()
+                            ? code->get<long>() : 500;
+      return Status(CodeForHttp(http, false),
+                    "watch ERROR event: " + std::to_string(http) + " " +
+                        (message != event.object.end() && message->is_string()
+                             ? message->get<std::string>() : ""));
+    }
+    if (!keep) {
+      *stopped = true;
+      return Status::Ok();
+    }
+  }
+  return Status::Ok();
+}
+
+namespace {
+
 struct WatchSink {
   std::string buffer;
   size_t max_line = 0;
@@ -426,31 +469,10 @@ size_t WatchWrite(char* data, size_t size, size_t n, void* user) {
     }
     return len;
   }
-  sink->buffer.append(data, len);
-  size_t pos;
-  while ((pos = sink->buffer.find('\n')) != std::string::npos) {
-    std::string line = sink->buffer.substr(0, pos);
-    sink->buffer.erase(0, pos + 1);
-    if (line.empty()) continue;
-    json j = json::parse(line, nullptr, false);
-    if (j.is_discarded() || !j.is_object()) {
-      sink->error = DataLossError("watch event is not JSON: " + line.substr(0, 128));
-      return 0;
-    }
-    WatchEvent event{j.value("type", ""), j.value("object", json::object())};
-    bool keep = (*sink->on_event)(event);
-    if (event.type == "ERROR") {
-      long code = event.object.value("code", 500);
-      sink->error = Status(CodeForHttp(code, false),
-                           "watch ERROR event: " + std::to_string(code) + " " +
-                               event.object.value("message", ""));
-      return 0;
-    }
-    if (!keep) {
-      sink->stopped_by_callback = true;
-      return 0;  // aborts the transfer
-    }
-  }
+  Status parsed = ConsumeWatchChunk(sink->buffer, std::string_view(data, len), *sink->on_event,
+                                    &sink->stopped_by_callback);
+  if (!parsed.ok()) sink->error = std::move(parsed);
+  if (!sink->error.ok() || sink->stopped_by_callback) return 0;  // aborts the transfer
   // What is left is the start of an event whose newline has not arrived yet.
   if (sink->buffer.size() > sink->max_line) {
     sink->error = ResourceExhaustedError("watch event exceeds the limit of " +

@@ -1,6 +1,7 @@
 // A core::Filesystem wrapper for fault injection (the style of leveldb's fault_injection_test):
-// it forwards to a real filesystem, counts writes, and fails chosen writes the way a full or
-// read-only disk would.
+// it forwards to a real filesystem, counts writes and records their options, and fails chosen
+// writes the way a full or read-only disk would. CrashingDisk, below, kills the process at a
+// step inside one write (between the steps the POSIX filesystem reports).
 #pragma once
 
 #include <signal.h>
@@ -8,6 +9,7 @@
 #include <atomic>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "efadra/core/filesystem.h"
 
@@ -33,6 +35,15 @@ class FaultyFilesystem final : public core::Filesystem {
     crash_substring_ = substring;
     crash_when_ = when;
   }
+  struct Write {
+    std::string path;
+    core::WriteOptions options;
+  };
+  // Every WriteFileAtomic call so far, in order, with the options it was given.
+  std::vector<Write> WriteLog() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return write_log_;
+  }
   int writes() const { return writes_; }
   int removals() const { return removals_; }
   int directory_syncs() const { return directory_syncs_; }
@@ -52,6 +63,10 @@ class FaultyFilesystem final : public core::Filesystem {
   Status WriteFileAtomic(std::string_view path, std::string_view content,
                          const core::WriteOptions& options) override {
     ++writes_;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      write_log_.push_back({std::string(path), options});
+    }
     if (Status injected = Injected(path); !injected.ok()) return injected;
     MaybeCrash(path, CrashWhen::kBeforeWrite);
     Status written = real_.WriteFileAtomic(path, content, options);
@@ -96,9 +111,34 @@ class FaultyFilesystem final : public core::Filesystem {
   CrashWhen crash_when_ = CrashWhen::kBeforeWrite;  // guarded by mu_
   std::string fail_substring_;  // guarded by mu_
   Status fail_status_;          // guarded by mu_
+  std::vector<Write> write_log_;  // guarded by mu_
   std::atomic<int> writes_{0};
   std::atomic<int> removals_{0};
   std::atomic<int> directory_syncs_{0};
+};
+
+// Dies by SIGKILL right after the first `step` on a host path containing `substring`, once
+// armed: inside an atomic write (after the temporary file is written, after its fsync, after the
+// rename, before the directory fsync) or at a removal. Give it to core::NewPosixFilesystem.
+class CrashingDisk final : public core::DiskObserver {
+ public:
+  void Arm(core::DiskStep step, std::string substring) {
+    std::lock_guard<std::mutex> lock(mu_);
+    step_ = step;
+    substring_ = std::move(substring);
+  }
+  void AfterStep(const core::DiskEvent& event) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!substring_.empty() && event.step == step_ &&
+        event.path.find(substring_) != std::string_view::npos) {
+      ::raise(SIGKILL);
+    }
+  }
+
+ private:
+  std::mutex mu_;
+  core::DiskStep step_ = core::DiskStep::kTempFileWritten;  // guarded by mu_
+  std::string substring_;                                   // guarded by mu_; "" = unarmed
 };
 
 }  // namespace efadra::claims::testing

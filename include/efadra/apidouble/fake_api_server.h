@@ -21,6 +21,10 @@
 
 namespace efadra::apidouble {
 
+// With $EFADRA_APIDOUBLE_REQUEST_LOG set, each request is also appended to that file as one
+// JSON line {"method", "path", "watch", "userAgent", "status"}, so a test harness can record
+// what the drivers of many tests asked for (test/chart/rbac_requests_check.py checks it against
+// the chart's RBAC).
 struct ServerOptions {
   // TLS: serve HTTPS with this certificate and key (PEM files). Empty -> plain HTTP.
   std::string tls_cert_file;

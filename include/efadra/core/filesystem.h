@@ -78,8 +78,36 @@ class Filesystem {
   virtual std::string HostPath(std::string_view path) const = 0;
 };
 
-// The real filesystem below `root` ("/" for the whole host).
-std::unique_ptr<Filesystem> NewPosixFilesystem(std::string root);
+// The steps by which the POSIX filesystem changes the disk, reported as each one completes, so
+// that tests can kill the process between two steps of one atomic write, or model a power
+// loss that drops whatever was not fsynced. Paths are host paths.
+enum class DiskStep {
+  kTempFileWritten,  // `path` is the temporary file, `content` what was written to it
+  kFileSynced,       // `path` is the temporary file, fsynced
+  kRenamed,          // `path` is the target, `from` the temporary file renamed over it
+  kRemoved,          // `path` is the removed file (not reported when it did not exist)
+  kDirectorySynced,  // `path` is the directory, fsynced
+};
+
+struct DiskEvent {
+  DiskStep step;
+  std::string_view path;
+  std::string_view from;     // kRenamed only
+  std::string_view content;  // kTempFileWritten only
+};
+
+// Told of each DiskStep on the thread that made it; must be thread-safe when the filesystem is
+// used from several threads. Production passes none.
+class DiskObserver {
+ public:
+  virtual ~DiskObserver() = default;
+  virtual void AfterStep(const DiskEvent& event) = 0;
+};
+
+// The real filesystem below `root` ("/" for the whole host). `observer`, if any, must outlive
+// the filesystem.
+std::unique_ptr<Filesystem> NewPosixFilesystem(std::string root,
+                                               DiskObserver* observer = nullptr);
 
 // Joins two path pieces with exactly one '/' between them.
 std::string JoinPath(std::string_view a, std::string_view b);

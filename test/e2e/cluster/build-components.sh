@@ -8,8 +8,8 @@
 # so a changed pin builds anew and an unchanged one is reused (nothing is rebuilt when the
 # directory is complete). The Go module and build caches live next to it (go/), not in ~/go.
 # Our own Go test tools are rebuilt every time (Go's build cache makes that a few seconds):
-# accel-driver (the GPU/Neuron DRA driver double) and dra-cel (the scheduler's DRA CEL code
-# over a device list, test/compat).
+# accel-driver (the GPU/Neuron DRA driver double), dra-cel (the scheduler's DRA CEL code over a
+# device list, test/compat) and vap-cel (cel-go over the chart's admission policy, test/chart).
 #
 #   build-components.sh            build what is missing, print the bin directory last
 #   build-components.sh --update   rewrite components/*/go.mod and go.sum from versions.env
@@ -125,7 +125,8 @@ build() { # [ONLY]
     echo "build-components: $name $version: built in $(( $(date +%s) - start )) s"
     touch "$bin/.built-$name"
   done < <(components)
-  for tool in "accel-driver:$here/accel-driver" "dra-cel:$here/../../compat/dra-cel"; do
+  for tool in "accel-driver:$here/accel-driver" "dra-cel:$here/../../compat/dra-cel" \
+              "vap-cel:$here/../../compat/vap-cel"; do
     [ -z "$only" ] || [ "${tool%%:*}" = "$only" ] || continue
     start=$(date +%s)
     (cd "${tool#*:}" && go build -ldflags "-s -w" -o "$bin/${tool%%:*}" .)
@@ -140,7 +141,7 @@ case "${1:-}" in
   --only) only=${2:?--only needs a component name}
           # grep without -q reads all its input: with -q it may exit at the first match and
           # the writer's SIGPIPE fails the pipeline under pipefail.
-          { components | cut -d'|' -f1; echo accel-driver; echo dra-cel; } | grep -x "$only" >/dev/null ||
+          { components | cut -d'|' -f1; echo accel-driver; echo dra-cel; echo vap-cel; } | grep -x "$only" >/dev/null ||
             { echo "build-components: no component $only" >&2; exit 2; } ;;
   "") ;;
   *) echo "usage: $0 [--update|--print-bin|--only NAME]" >&2; exit 2 ;;
