@@ -3,7 +3,7 @@
 // etcd revisions do), and keeps a bounded event history so watches can resume from a
 // resourceVersion or learn it is too old (410 Expired).
 //
-// Owned by the apidouble module. Thread-safe: one mutex guards everything; watchers block on
+// Thread-safe: one mutex guards everything; watchers block on
 // a condition variable that every write and DropWatches/Close signals.
 #pragma once
 

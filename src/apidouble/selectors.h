@@ -3,7 +3,7 @@
 // only) bare `key` / `!key` existence tests. Set-based label selectors (`in`, `notin`) are
 // rejected with an error instead of being silently mis-evaluated.
 //
-// Owned by the apidouble module (FakeApiServer). Pure functions; thread-safe.
+// Pure functions; thread-safe.
 #pragma once
 
 #include <string>

@@ -9,7 +9,7 @@
 // answers with a `Warning: 299` header; with fieldValidation=Strict it fails with 400. We do
 // the same: PruneUnknownFields removes them and returns their paths.
 //
-// Owned by the apidouble module. Pure functions over JSON; thread-safe.
+// Pure functions over JSON; thread-safe.
 #pragma once
 
 #include <string>

@@ -7,7 +7,7 @@
 // never outlives the kubelet's own deadline behind a stuck twin. The lock file may be removed
 // while held (a wipe of the plugin directory): after acquiring, Lock() checks that the path
 // still names the file it locked and otherwise re-creates the file and locks it again, so both
-// processes always meet on the same file. Owned by the ClaimPreparer; thread-safe.
+// processes always meet on the same file. Used by the ClaimPreparer; thread-safe.
 #pragma once
 
 #include <chrono>

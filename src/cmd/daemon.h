@@ -3,7 +3,7 @@
 // were added and stopped in reverse; Run() blocks until SIGTERM/SIGINT (read from a signalfd,
 // so no work happens in a signal handler) or RequestStop().
 //
-// Owned by engineer "slices". Add(), Run() from the owning (main) thread; RequestStop() from
+// Add(), Run() from the owning (main) thread; RequestStop() from
 // any thread.
 #pragma once
 

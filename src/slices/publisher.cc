@@ -321,8 +321,7 @@ void Publisher::SyncLoop() {
       }
     }
 
-    if (dirty_ && now >= retry_at_ && inventory_.has_value() && publish_lock_ &&
-        !publish_lock_->Held()) {
+    if (dirty_ && now >= retry_at_ && inventory_.has_value() && publish_lock_) {
       lock.unlock();
       const Result<bool> acquired = publish_lock_->TryAcquire();
       lock.lock();

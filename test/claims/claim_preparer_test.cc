@@ -279,6 +279,14 @@ TEST_F(ClaimPreparerTest, PerClaimErrorsNameTheClaim) {
       {{"train", "x", "../../etc"}, StatusCode::kInvalidArgument, "invalid characters"},
       {{"", "x", "uid-x"}, StatusCode::kInvalidArgument, "namespace and name"},
       {{"train", std::string(300, 'n'), "uid-long"}, StatusCode::kInvalidArgument, "too long"},
+      // Namespace and name become URL path segments: nothing but DNS names may get there.
+      {{"x/../..", "n", "uid-dots"}, StatusCode::kInvalidArgument, "not a DNS label"},
+      {{"Train", "x", "uid-upper"}, StatusCode::kInvalidArgument, "not a DNS label"},
+      {{"train-", "x", "uid-dash"}, StatusCode::kInvalidArgument, "not a DNS label"},
+      {{"train", "a/../../nodes/n1", "uid-path"}, StatusCode::kInvalidArgument,
+       "not a DNS subdomain"},
+      {{"train", "a..b", "uid-empty-label"}, StatusCode::kInvalidArgument, "not a DNS subdomain"},
+      {{"train", "a\nb", "uid-newline"}, StatusCode::kInvalidArgument, "not a DNS subdomain"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.ref.namespace_name + "/" + c.ref.name.substr(0, 20) + " " + c.ref.uid);

@@ -7,6 +7,9 @@
 #include <set>
 #include <string>
 
+#include <unistd.h>
+
+#include "efadra/slices/publish_lock.h"
 #include "efadra/slices/publisher.h"
 #include "efadra/slices/resource_slices.h"
 #include "slices/inventories.h"
@@ -297,6 +300,27 @@ TEST_F(PublisherLogicTest, DuringASurgeOnlyTheLockHolderPublishes) {
   EXPECT_TRUE(WaitFor([&] { return new_pod.FirstPublishDone() && Converged(); }));
   EXPECT_FALSE(new_pod.State().standby);
   EXPECT_EQ(api_.Writes(), 1);
+}
+
+// A kubelet restart can empty the plugin directory while a pod holds the lock: the file it
+// locked is gone, and a twin that creates a new one must not publish beside it.
+TEST(PublishLockTest, ALockWhoseFileWasRemovedMovesToTheNewFileOrIsLost) {
+  efadra::testing::TempDir dir;
+  const std::string path = dir.Sub("publish.lock");
+  PublishLock first(path);
+  PublishLock second(path);
+  ASSERT_TRUE(*first.TryAcquire());
+  EXPECT_FALSE(*second.TryAcquire());
+
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  ASSERT_TRUE(*second.TryAcquire());  // the twin locks a new file at the same path
+  EXPECT_FALSE(*first.TryAcquire()) << "both instances would publish";
+  EXPECT_FALSE(first.Held());
+
+  // Removed again while nobody else wants it: the holder re-creates and keeps it.
+  ASSERT_EQ(::unlink(path.c_str()), 0);
+  EXPECT_TRUE(*second.TryAcquire());
+  EXPECT_FALSE(*first.TryAcquire());
 }
 
 // Forwards to the in-memory API, but every watch ends at once (cleanly, or with 410 Gone):

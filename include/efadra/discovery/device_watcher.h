@@ -2,7 +2,7 @@
 // change the inventory - NETLINK_ROUTE link events (libnl: ENA netdevs appearing, renamed, up or
 // down) and NETLINK_KOBJECT_UEVENT add/remove/change for the infiniband, infiniband_verbs and
 // pci subsystems - and calls a callback once a burst of events has been quiet for the debounce
-// window (default 200 ms). Owned by the discovery module.
+// window (default 200 ms).
 //
 // Thread safety: Start()/Stop() from one owning thread. The callback runs on the watcher's own
 // thread, never concurrently with itself; it must not call Stop().

@@ -1,5 +1,5 @@
 // Discoverer: reads a sysfs tree (and a /dev tree) through core::Filesystem and returns the
-// node's EFA devices as an Inventory (efa_device.h). Owned by the discovery module.
+// node's EFA devices as an Inventory (efa_device.h).
 //
 // Identification: an RDMA device in class/infiniband is an EFA when its PCI function has
 // vendor 0x1d0f, device 0xefa0..0xefaf and the `efa` driver bound (efa-hardware.md §A1-A3).

@@ -7,7 +7,7 @@
 // show() routine, so a kept fd sees the current value). A failed read reopens the file once;
 // a file that cannot be opened reads as unknown. No directory walks, no symlink resolution.
 //
-// Owned by the discovery module. Not thread-safe: Track() and Poll() from one thread.
+// Not thread-safe: Track() and Poll() from one thread.
 #pragma once
 
 #include <cstdint>

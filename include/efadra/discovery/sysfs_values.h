@@ -1,6 +1,5 @@
 // Parsers for the sysfs attribute formats discovery reads (efa-hardware.md §A4-A7). Pure
 // functions over the file text (trailing newline allowed); none touches the disk. Thread-safe.
-// Owned by the discovery module.
 #pragma once
 
 #include <cstdint>

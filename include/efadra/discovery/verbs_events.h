@@ -5,7 +5,7 @@
 //   IBV_EVENT_PORT_ACTIVE   -> the port is back; re-read its state (kPortUp)
 //   IBV_EVENT_DEVICE_FATAL  -> the device is unusable until reset (kDeviceFatal)
 //   anything else           -> ignored (QP/CQ events belong to the process that owns the QP)
-// Owned by the discovery module. Thread safety: Start()/Stop() from one owning thread; the
+// Thread safety: Start()/Stop() from one owning thread; the
 // callback runs on the watcher's thread, never concurrently with itself.
 #pragma once
 

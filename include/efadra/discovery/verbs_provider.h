@@ -1,6 +1,6 @@
 // VerbsProvider: the one seam to libibverbs + efadv (style.md §5). Discovery asks it for the
 // capabilities of each EFA it found in sysfs; without hardware (CI, fixtures) the answer is
-// nullopt and the device is still reported. Owned by the discovery module.
+// nullopt and the device is still reported.
 #pragma once
 
 #include <memory>

@@ -1,5 +1,5 @@
 // Where the client's ClientConfig comes from: a kubeconfig file (YAML, current-context or a
-// named context) or the in-cluster service account. Owned by the kube module.
+// named context) or the in-cluster service account.
 //
 // Every error names the file and the field, e.g.
 //   "kubeconfig /root/.kube/config: context \"x\": user \"u\" not found in users".

@@ -6,7 +6,7 @@
 // rescan, so the ResourceSlice follows); problems only polls and events see (the /dev node,
 // hw_counters, verbs events) reach the health stream and metrics, not the slice.
 //
-// Owned by the kubelet module. Thread safety: Start()/Stop() from one owning thread; Track()
+// Thread safety: Start()/Stop() from one owning thread; Track()
 // and PollNow() from any thread. Callbacks run on the monitor's threads.
 #pragma once
 

@@ -1,7 +1,7 @@
 // The Neuron device-group tables: per instance family, Neuron device id -> EFA PCI address, plus
 // which instance types are EFA-enabled Neuron types and which table each family uses. They are
 // data files (data/neuron/*.json) embedded into the binary at build time (src/neuron/
-// embed_tables.cmake); see docs/neuron.md. Owned by the neuron module.
+// embed_tables.cmake); see docs/neuron.md.
 // Parsing is pure; BuiltinDeviceGroupTables() parses once and is thread-safe.
 #pragma once
 

@@ -1,6 +1,6 @@
 // Optional cross-check of the instance type against the EC2 instance metadata service (IMDSv2).
 // The device-group tables are keyed on DMI product_name (what CDM uses); this lets the caller
-// confirm it behind a flag. Owned by the neuron module. Thread-safe (each call uses its own
+// confirm it behind a flag. Thread-safe (each call uses its own
 // libcurl handle).
 #pragma once
 

@@ -1,6 +1,6 @@
 // The resource.k8s.io/v1 limits and name formats a ResourceSlice must respect
 // (contracts.md §0, §5.2), checked before anything is sent so the API server never rejects a
-// slice of ours. Owned by engineer "slices". Pure functions; thread-safe.
+// slice of ours. Pure functions; thread-safe.
 #pragma once
 
 #include <cstddef>

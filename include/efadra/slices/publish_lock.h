@@ -22,13 +22,18 @@ class PublishLock {
   PublishLock& operator=(const PublishLock&) = delete;
 
   // Takes the lock without waiting: true when held (now or already), false when another
-  // instance holds it; an error when the file cannot be opened (it names the path).
+  // instance holds it; an error when the file cannot be opened (it names the path). A held
+  // lock whose file the path no longer names (removed or replaced) is dropped and taken again
+  // on the current file, so two instances never hold "the" lock on two different files.
+  // Call it before every write.
   Result<bool> TryAcquire();
   void Release();
   bool Held() const { return fd_.load() >= 0; }
   const std::string& path() const { return path_; }
 
  private:
+  bool PathNamesHeldFile() const;
+
   const std::string path_;
   std::atomic<int> fd_{-1};
 };

@@ -20,7 +20,7 @@
 // Slices are left in place on Stop(): the kubelet wipes them 30 s after the plugin goes away
 // unless a new instance adopts them.
 //
-// Owned by engineer "slices". Thread safety: all public methods may be called from any thread.
+// Thread safety: all public methods may be called from any thread.
 // The publisher runs two threads of its own (sync, watch) between Start() and Stop().
 #pragma once
 

@@ -1,6 +1,6 @@
 // The topologies bundled into the library at build time (CMake embeds
 // test/fixtures/topologies/<instance-type>.yaml into a generated .cc), so `discover --fixture`
-// and `demo` need no files on disk. Owned by the sysfstree module. Thread-safe (constant data).
+// and `demo` need no files on disk. Thread-safe (constant data).
 #pragma once
 
 #include <optional>

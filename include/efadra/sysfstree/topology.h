@@ -14,7 +14,7 @@
 //            pci_class (0x020000), ibdev, uverbs, uverbs_dev ("240:0"), rate, node_guid (efa,
 //            mlx5), netdev, mac, mtu (ena, mlx5 IPoIB).
 //
-// Owned by the sysfstree module. Pure data and pure parsing: no I/O. Thread-safe (no state).
+// Pure data and pure parsing: no I/O. Thread-safe (no state).
 #pragma once
 
 #include <cstdint>

@@ -4,7 +4,7 @@
 // (infiniband, infiniband_verbs, net, dmi), bus/pci/{devices,drivers}, uverbs attribute files,
 // EFA GIDs and ENA netdevs, and dev/infiniband/uverbsN + rdma_cm.
 //
-// Owned by the sysfstree module. This is a fixture generator: it writes with std::filesystem
+// This is a fixture generator: it writes with std::filesystem
 // directly because core::Filesystem has no symlink or mknod operations. Not thread-safe for
 // concurrent builds into the same directory; different directories are independent.
 #pragma once
