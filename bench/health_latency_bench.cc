@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "bench_support.h"
+#include "kubelet_registration.h"
 #include "drahealth/v1alpha1/api.grpc.pb.h"
 #include "efadra/apidouble/fake_api_server.h"
 #include "efadra/core/filesystem.h"
@@ -41,6 +42,9 @@
 
 namespace {
 
+using efadra::bench::Deadline;
+using efadra::bench::Register;
+
 using Clock = std::chrono::steady_clock;
 using efadra::bench::Exited;
 using efadra::bench::Percentile;
@@ -49,28 +53,6 @@ using efadra::bench::StopChild;
 
 constexpr char kNode[] = "health-node";
 
-std::unique_ptr<grpc::ClientContext> Deadline(std::chrono::milliseconds timeout) {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() + timeout);
-  return context;
-}
-
-// GetInfo + NotifyRegistrationStatus(registered); the DRA endpoint on success, else "".
-std::string Register(const std::string& socket) {
-  auto stub = pluginregistration::Registration::NewStub(
-      grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials()));
-  pluginregistration::InfoRequest request;
-  pluginregistration::PluginInfo info;
-  if (!stub->GetInfo(Deadline(std::chrono::seconds(1)).get(), request, &info).ok()) return "";
-  pluginregistration::RegistrationStatus status;
-  status.set_plugin_registered(true);
-  pluginregistration::RegistrationStatusResponse response;
-  if (!stub->NotifyRegistrationStatus(Deadline(std::chrono::seconds(5)).get(), status, &response)
-           .ok()) {
-    return "";
-  }
-  return info.endpoint();
-}
 
 // The health stream's latest word per device, with the time it arrived.
 class HealthWatch {

@@ -28,11 +28,15 @@
 #include <vector>
 
 #include "bench_support.h"
+#include "kubelet_registration.h"
 #include "dra/v1/api.grpc.pb.h"
 #include "efadra/apidouble/fake_api_server.h"
 #include "pluginregistration/v1/api.grpc.pb.h"
 
 namespace {
+
+using efadra::bench::Deadline;
+using efadra::bench::Register;
 
 namespace dra = k8s::io::kubelet::pkg::apis::dra::v1;
 using Clock = std::chrono::steady_clock;
@@ -68,28 +72,6 @@ nlohmann::json Claim(const std::string& name, const std::string& uid, const std:
                    {"device", device}}}}}}}}}}};
 }
 
-std::unique_ptr<grpc::ClientContext> Deadline(std::chrono::milliseconds timeout) {
-  auto context = std::make_unique<grpc::ClientContext>();
-  context->set_deadline(std::chrono::system_clock::now() + timeout);
-  return context;
-}
-
-// GetInfo with the kubelet's 1 s deadline, then accept; the endpoint on success.
-std::string Register(const std::string& socket) {
-  auto stub = pluginregistration::Registration::NewStub(
-      grpc::CreateChannel("unix:" + socket, grpc::InsecureChannelCredentials()));
-  pluginregistration::InfoRequest request;
-  pluginregistration::PluginInfo info;
-  if (!stub->GetInfo(Deadline(std::chrono::seconds(1)).get(), request, &info).ok()) return "";
-  pluginregistration::RegistrationStatus status;
-  status.set_plugin_registered(true);
-  pluginregistration::RegistrationStatusResponse response;
-  if (!stub->NotifyRegistrationStatus(Deadline(std::chrono::seconds(5)).get(), status, &response)
-           .ok()) {
-    return "";
-  }
-  return info.endpoint();
-}
 
 }  // namespace
 
