@@ -14,12 +14,15 @@
 #include <vector>
 
 #include "claims/claims_fixture.h"
+#include "e2e/driver_process.h"
 #include "efadra/apidouble/fake_api_server.h"
 #include "support/test_support.h"
 
 namespace efadra {
 namespace {
 
+using efadra::testing::Child;
+using efadra::testing::Kubeconfig;
 using efadra::testing::ReadFileOrEmpty;
 using efadra::testing::TempDir;
 using efadra::testing::WaitFor;
@@ -27,46 +30,6 @@ using efadra::testing::WriteFileOrDie;
 
 constexpr char kBinary[] = EFADRA_BINARY_DIR "/efa-dra-driver";
 constexpr char kNode[] = "node-1";
-
-// The driver as a child process, stderr into `log`; SIGKILLed on destruction, and by the
-// kernel should this test die first.
-class Driver {
- public:
-  Driver(const std::vector<std::string>& args, const std::string& log) {
-    std::vector<char*> argv;
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    const std::string log_path = log;
-    const pid_t parent = ::getpid();
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (::getppid() != parent) ::_exit(127);
-      const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      if (fd >= 0) ::dup2(fd, 2);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-  }
-  ~Driver() { Kill(); }
-  void Kill() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-std::string Kubeconfig(const std::string& server) {
-  return "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
-         "clusters:\n- name: fake\n  cluster:\n    server: " +
-         server +
-         "\ncontexts:\n- name: test\n  context:\n    cluster: fake\n    user: u\n"
-         "users:\n- name: u\n  user:\n    token: t\n";
-}
 
 TEST(SurgeE2eTest, OnlyTheLockHolderPublishesAndTheOtherTakesOver) {
   ASSERT_EQ(::access(kBinary, X_OK), 0) << kBinary << " is not built";
@@ -103,7 +66,7 @@ TEST(SurgeE2eTest, OnlyTheLockHolderPublishesAndTheOtherTakesOver) {
   };
   const std::string old_log = shared.Sub("old.log");
   const std::string new_log = shared.Sub("new.log");
-  auto old_pod = std::make_unique<Driver>(
+  auto old_pod = std::make_unique<Child>(
       args(old_node, "01d0d000-0000-4000-8000-000000000001"), old_log);
   ASSERT_TRUE(WaitFor([&] { return server.ResourceSlices().size() == 1; }))
       << ReadFileOrEmpty(old_log);
@@ -117,7 +80,7 @@ TEST(SurgeE2eTest, OnlyTheLockHolderPublishesAndTheOtherTakesOver) {
   }));
   server.ClearRequests();
 
-  Driver new_pod(args(new_node, "0e40d000-0000-4000-8000-000000000002"), new_log);
+  Child new_pod(args(new_node, "0e40d000-0000-4000-8000-000000000002"), new_log);
   ASSERT_TRUE(WaitFor([&] {
     return ReadFileOrEmpty(new_log).find("standing by") != std::string::npos;
   })) << ReadFileOrEmpty(new_log);
