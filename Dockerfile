@@ -6,9 +6,9 @@
 # Why the ldd closure and not the runtime packages by name: design.md §7 sets an image budget
 # of 40 MB, and bookworm-slim alone is about 75 MB before a single library; the closure is the
 # libraries the binary actually maps, all from the same Debian packages the build linked
-# against. The price: no shell, no apt and no dpkg database in the image, so image scanners
-# that read dpkg status see no packages (the versions are those of the build stage's
-# bookworm packages; rebuild the image to pick up a Debian security update).
+# against. The price: no shell and no apt in the image; scanners read the packages from the
+# distroless-style /var/lib/dpkg/status.d (the versions are those of the build stage's bookworm
+# packages; rebuild the image to pick up a Debian security update).
 #
 #   scripts/build-image.sh            (podman, offline-capable; see the script)
 #   docker build -t efa-dra-driver .  (with registry access)
@@ -41,27 +41,14 @@ FROM build AS collect
 # the ServiceAccount's own ca.crt is used).
 RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
       ca-certificates && rm -rf /var/lib/apt/lists/*
-# Files are copied dereferenced into their canonical (/usr) directory; /lib and /lib64 become
-# the usual merged-/usr links. libibverbs dlopens its EFA provider <libdir>/libibverbs/
-# libefa-rdmav*.so, which Debian ships as a link to libefa: it stays a link to the same libefa
-# file the binary links (efadv), so the loader maps one copy, not two.
-RUN set -eu; \
-    bin=/build/efa-dra-driver; \
-    provider=$(echo /usr/lib/*/libibverbs/libefa-rdmav*.so); \
-    put() { d=/out$(readlink -f "$(dirname "$1")"); mkdir -p "$d"; cp -L "$1" "$d/${2:-$(basename "$1")}"; }; \
-    for lib in $(ldd "$bin" "$provider" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $2 ~ /^\(/ {print $1}' | sort -u); do \
-      put "$lib"; \
-    done; \
-    mkdir -p /out/usr/bin "/out$(dirname "$provider")" /out/etc/libibverbs.d /out/etc/ssl/certs /out/tmp; \
-    cp "$bin" /out/usr/bin/efa-dra-driver; \
-    libefa=$(ldd "$bin" | awk '$1 ~ /^libefa\.so/ {print $1}'); \
-    ln -s "../$libefa" "/out$(dirname "$provider")/$(basename "$provider")"; \
-    cp /etc/libibverbs.d/efa.driver /out/etc/libibverbs.d/; \
-    cp /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/; \
-    ln -s usr/lib /out/lib; ln -s usr/lib64 /out/lib64; \
-    chmod 1777 /out/tmp; \
-    chroot /out /usr/bin/efa-dra-driver version; \
-    du -sh /out
+# scripts/collect-closure.sh copies the binary's ldd closure, the EFA provider libibverbs
+# dlopens and the CA bundle into /out, and records each Debian package it took files from in
+# /out/var/lib/dpkg/status.d/<package> and an SPDX SBOM (/out/usr/share/sbom), so scanners see
+# the image's packages and versions. chroot then proves the tree runs.
+COPY scripts/collect-closure.sh /usr/local/bin/
+ARG VERSION=0.1.0
+RUN /usr/local/bin/collect-closure.sh /build/efa-dra-driver /out "${VERSION}" \
+    && chroot /out /usr/bin/efa-dra-driver version
 
 FROM scratch
 ARG VERSION=0.1.0
