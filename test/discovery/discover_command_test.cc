@@ -127,6 +127,27 @@ TEST_F(DiscoverCommandTest, PairingOfEachBundledTopology) {
   }
 }
 
+// On the Grace tray (p6e-gb200) half the EFAs sit on PCIe roots that hold no GPU: discover
+// must list those roots with their EFAs and no GPU rather than drop them or borrow a GPU.
+TEST_F(DiscoverCommandTest, GpuLessRootsOnGb200) {
+  CommandRun run = Discover("--fixture p6e-gb200.36xlarge -o json");
+  ASSERT_EQ(run.exit_code, 0) << run.out;
+  auto doc = nlohmann::json::parse(run.out, nullptr, false);
+  ASSERT_FALSE(doc.is_discarded()) << run.out;
+  EXPECT_EQ(doc["instanceType"], "p6e-gb200.36xlarge");
+  EXPECT_EQ(doc["devices"].size(), 16u);
+  std::vector<std::string> with_gpu, without_gpu;
+  for (const auto& root : doc["pcieRoots"]) {
+    EXPECT_EQ(root["efas"].size(), 2u) << root.dump();
+    (root["gpus"].empty() ? without_gpu : with_gpu).push_back(root["root"].get<std::string>());
+    for (const auto& gpu : root["gpus"]) EXPECT_EQ(gpu["vendorId"], "0x10de");
+  }
+  EXPECT_EQ(with_gpu, (std::vector<std::string>{"pci0000:24", "pci0000:3a", "pci0000:97",
+                                                 "pci0000:ad"}));
+  EXPECT_EQ(without_gpu, (std::vector<std::string>{"pci0000:2f", "pci0000:45", "pci0000:a2",
+                                                    "pci0000:b8"}));
+}
+
 TEST_F(DiscoverCommandTest, NeuronGroupsOnTrn2) {
   CommandRun run = Discover("--fixture trn2.48xlarge -o json");
   ASSERT_EQ(run.exit_code, 0);
