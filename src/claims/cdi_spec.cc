@@ -44,7 +44,9 @@ nlohmann::json BuildCdiSpec(std::string_view driver, std::string_view claim_uid,
     if (!iface_list.empty()) iface_list += ",";
     iface_list += device.rdma_device;
   }
-  nlohmann::json common = {{"env", nlohmann::json::array({"FI_EFA_IFACE=" + iface_list})}};
+  // An empty FI_EFA_IFACE makes libfabric's EFA provider refuse every device: never emit it.
+  nlohmann::json common = nlohmann::json::object();
+  if (!iface_list.empty()) common["env"] = nlohmann::json::array({"FI_EFA_IFACE=" + iface_list});
   if (rdma_cm.has_value()) {
     common["deviceNodes"] = nlohmann::json::array(
         {CharNode("/dev/infiniband/rdma_cm", dev_root, rdma_cm->major, rdma_cm->minor)});

@@ -5,16 +5,17 @@
 namespace efadra::kubelet {
 namespace {
 
-v1alpha1::HealthStatus ToProto(DeviceHealthReport::Health health) {
+template <typename Api>
+typename Api::HealthStatus ToProto(DeviceHealthReport::Health health) {
   switch (health) {
     case DeviceHealthReport::Health::kHealthy:
-      return v1alpha1::HEALTHY;
+      return Api::kHealthy;
     case DeviceHealthReport::Health::kUnhealthy:
-      return v1alpha1::UNHEALTHY;
+      return Api::kUnhealthy;
     case DeviceHealthReport::Health::kUnknown:
       break;
   }
-  return v1alpha1::UNKNOWN;
+  return Api::kUnknown;
 }
 
 // The kubelet cuts longer messages itself; sending less keeps the stream small.
@@ -22,9 +23,10 @@ constexpr size_t kMaxMessage = 1024;
 
 }  // namespace
 
-grpc::Status HealthService::NodeWatchResources(
-    grpc::ServerContext* context, const v1alpha1::NodeWatchResourcesRequest* /*request*/,
-    grpc::ServerWriter<v1alpha1::NodeWatchResourcesResponse>* writer) {
+template <typename Api>
+grpc::Status HealthStreams::Watch(
+    grpc::ServerContext* context,
+    grpc::ServerWriter<typename Api::NodeWatchResourcesResponse>* writer) {
   // Wake up at least this often to notice a cancelled stream or a stopping server.
   constexpr std::chrono::milliseconds kPoll(500);
   uint64_t sent_version = 0;
@@ -35,12 +37,12 @@ grpc::Status HealthService::NodeWatchResources(
     const auto now = std::chrono::steady_clock::now();
     std::vector<DeviceHealthReport> reports = source_.Snapshot(&version);
     if (first || version != sent_version || now - last_sent >= resend_) {
-      v1alpha1::NodeWatchResourcesResponse response;
+      typename Api::NodeWatchResourcesResponse response;
       for (const DeviceHealthReport& report : reports) {
         auto* device = response.add_devices();
         device->mutable_device()->set_pool_name(report.pool_name);
         device->mutable_device()->set_device_name(report.device_name);
-        device->set_health(ToProto(report.health));
+        device->set_health(ToProto<Api>(report.health));
         device->set_last_updated_time(report.last_updated_unix);
         device->set_message(report.message.substr(0, kMaxMessage));
       }
@@ -56,5 +58,10 @@ grpc::Status HealthService::NodeWatchResources(
   }
   return grpc::Status::OK;
 }
+
+template grpc::Status HealthStreams::Watch<HealthV1alpha1>(
+    grpc::ServerContext*, grpc::ServerWriter<HealthV1alpha1::NodeWatchResourcesResponse>*);
+template grpc::Status HealthStreams::Watch<HealthV1>(
+    grpc::ServerContext*, grpc::ServerWriter<HealthV1::NodeWatchResourcesResponse>*);
 
 }  // namespace efadra::kubelet

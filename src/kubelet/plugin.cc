@@ -47,7 +47,10 @@ std::string DraSocketName(const PluginOptions& options) {
 
 std::vector<std::string> SupportedVersions(bool health) {
   std::vector<std::string> versions = {kDraV1Service, kDraV1beta1Service};
-  if (health) versions.push_back(kHealthService);
+  if (health) {
+    versions.push_back(kHealthV1Service);
+    versions.push_back(kHealthService);
+  }
   return versions;
 }
 
@@ -64,8 +67,11 @@ class Plugin::Impl {
                       SupportedVersions(health != nullptr)) {
     std::vector<grpc::Service*> dra_services = {&v1_, &v1beta1_};
     if (health != nullptr) {
-      health_ = std::make_unique<HealthService>(*health);
-      dra_services.push_back(health_.get());
+      health_ = std::make_unique<HealthStreams>(*health);
+      health_v1_ = std::make_unique<HealthServiceV1>(*health_);
+      health_v1alpha1_ = std::make_unique<HealthServiceV1alpha1>(*health_);
+      dra_services.push_back(health_v1_.get());
+      dra_services.push_back(health_v1alpha1_.get());
     }
     dra_server_ = std::make_unique<UnixSocketServer>(DraSocketPath(), dra_services,
                                                      options_.max_request_bytes);
@@ -208,7 +214,9 @@ class Plugin::Impl {
   DraService<DraV1> v1_;
   DraService<DraV1beta1> v1beta1_;
   RegistrationService registration_;
-  std::unique_ptr<HealthService> health_;
+  std::unique_ptr<HealthStreams> health_;
+  std::unique_ptr<HealthServiceV1> health_v1_;
+  std::unique_ptr<HealthServiceV1alpha1> health_v1alpha1_;
   std::unique_ptr<UnixSocketServer> dra_server_;
   std::unique_ptr<UnixSocketServer> registration_server_;
 

@@ -98,5 +98,10 @@ TEST(CdiSpecTest, TheValidatorRejectsABrokenSpec) {
   EXPECT_NE(problems, "");
 }
 
+TEST(CdiSpec, AClaimWithNoDevicesSetsNoEmptyFiEfaIface) {
+  auto spec = BuildCdiSpec("dra.net", "u2", {}, "/dev", std::nullopt);
+  EXPECT_FALSE(spec["containerEdits"].contains("env")) << spec.dump();
+}
+
 }  // namespace
 }  // namespace efadra::claims

@@ -27,6 +27,7 @@
 #include "efadra/kubelet/conflict_monitor.h"
 #include "efadra/kubelet/device_health.h"
 #include "efadra/slices/resource_slices.h"
+#include "drahealth/v1/api.grpc.pb.h"
 #include "kubelet_client.h"
 
 namespace efadra::kubelet {
@@ -264,8 +265,11 @@ TEST_F(PluginTest, HealthIsAdvertisedOnlyWhenServed) {
   StartDefault(&health);
   pluginregistration::PluginInfo info;
   ASSERT_TRUE(KubeletClient::GetInfo(main_.plugin->RegistrationSocketPath(), &info).ok());
-  ASSERT_EQ(info.supported_versions_size(), 3);
-  EXPECT_EQ(info.supported_versions(2), "v1alpha1.DRAResourceHealth");
+  ASSERT_EQ(info.supported_versions_size(), 4);
+  EXPECT_EQ(info.supported_versions(0), "v1.DRAPlugin");
+  EXPECT_EQ(info.supported_versions(1), "v1beta1.DRAPlugin");
+  EXPECT_EQ(info.supported_versions(2), "v1.DRAResourceHealth");
+  EXPECT_EQ(info.supported_versions(3), "v1alpha1.DRAResourceHealth");
 }
 
 TEST_F(PluginTest, RegistrationStatusIsRecordedAndRejectionsAreErrors) {
@@ -863,6 +867,55 @@ TEST_F(PluginTest, TheHealthStreamSendsTheFullListAndEveryChange) {
   EXPECT_EQ(unhealthy, 2);
   context.TryCancel();
   main_.plugin->Stop();  // ends the stream server-side too
+}
+
+// The GA package is the bare `v1`: the stub's method path is /v1.DRAResourceHealth/...,
+// distinct from the DRAPlugin's k8s.io.kubelet.pkg.apis.dra.v1 package on the same socket.
+TEST_F(PluginTest, TheV1HealthStreamServesTheSameListAsV1alpha1) {
+  DeviceHealthTracker health(kNode);
+  health.Update(*inventory_, 1000);
+  discovery::Inventory changed = *inventory_;
+  changed.devices.front().port.state = "DOWN";
+  changed.devices.front().port.phys_state = "Disabled";
+  health.Update(changed, 2000);
+  StartDefault(&health);
+  auto channel = testing::UnixChannel(main_.plugin->DraSocketPath());
+
+  auto v1_stub = ::v1::DRAResourceHealth::NewStub(channel);
+  grpc::ClientContext v1_context;
+  v1_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto v1_reader = v1_stub->NodeWatchResources(&v1_context, ::v1::NodeWatchResourcesRequest());
+  ::v1::NodeWatchResourcesResponse v1_message;
+  ASSERT_TRUE(v1_reader->Read(&v1_message));
+
+  auto alpha_stub = v1alpha1::DRAResourceHealth::NewStub(channel);
+  grpc::ClientContext alpha_context;
+  alpha_context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(20));
+  auto alpha_reader =
+      alpha_stub->NodeWatchResources(&alpha_context, v1alpha1::NodeWatchResourcesRequest());
+  v1alpha1::NodeWatchResourcesResponse alpha_message;
+  ASSERT_TRUE(alpha_reader->Read(&alpha_message));
+
+  ASSERT_EQ(v1_message.devices_size(), 32);
+  ASSERT_EQ(alpha_message.devices_size(), 32);
+  int unhealthy = 0;
+  for (int i = 0; i < v1_message.devices_size(); ++i) {
+    const auto& a = v1_message.devices(i);
+    const auto& b = alpha_message.devices(i);
+    EXPECT_EQ(a.device().pool_name(), kNode);
+    EXPECT_EQ(a.device().device_name(), b.device().device_name());
+    EXPECT_EQ(static_cast<int>(a.health()), static_cast<int>(b.health()));
+    EXPECT_EQ(a.message(), b.message());
+    if (a.health() == ::v1::UNHEALTHY) {
+      ++unhealthy;
+      EXPECT_EQ(a.message(), "port 1 is DOWN (physical state Disabled)");
+      EXPECT_EQ(a.last_updated_time(), 2000);
+    }
+  }
+  EXPECT_EQ(unhealthy, 1);
+  v1_context.TryCancel();
+  alpha_context.TryCancel();
+  main_.plugin->Stop();
 }
 
 }  // namespace

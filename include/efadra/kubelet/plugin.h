@@ -34,6 +34,9 @@ namespace efadra::kubelet {
 inline constexpr char kPluginType[] = "DRAPlugin";
 inline constexpr char kDraV1Service[] = "v1.DRAPlugin";
 inline constexpr char kDraV1beta1Service[] = "v1beta1.DRAPlugin";
+// Both health versions are advertised, GA first (a kubelet takes the first one it knows); a
+// kubelet that knows neither ignores them and still uses the DRAPlugin service.
+inline constexpr char kHealthV1Service[] = "v1.DRAResourceHealth";
 inline constexpr char kHealthService[] = "v1alpha1.DRAResourceHealth";
 
 // The lock file a rolling-update pair shares: claims::PreparerOptions::shared_lock_path.
