@@ -75,6 +75,15 @@ std::vector<Attribute> CandidateAttributes(const discovery::Inventory& inventory
   if (!device.pcie_root.empty()) {
     out.push_back({std::string(kStandardDomain) + "pcieRoot", String(device.pcie_root)});
   }
+  // The standard PCI address attribute (KEP-4381) the GPU drivers publish too, so one CEL
+  // expression or tool can name a PCI function across drivers; lower case, as the kernel and
+  // the upstream helper write it.
+  if (!device.pci_address.empty()) {
+    std::string bus_id = device.pci_address;
+    std::transform(bus_id.begin(), bus_id.end(), bus_id.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    out.push_back({std::string(kStandardDomain) + "pciBusID", String(std::move(bus_id))});
+  }
   if (device.numa_node >= 0) {
     const auto local = inventory.numa_local_nodes.find(device.numa_node);
     json value = Int(device.numa_node);
@@ -147,6 +156,7 @@ const std::vector<std::string>& AttributePriority() {
       "rdmaDevice",
       "resource.kubernetes.io/pcieRoot",
       "resource.kubernetes.io/numaNode",
+      "resource.kubernetes.io/pciBusID",
       "resource.aws.com/devicegroup1_id",
       "resource.aws.com/devicegroup4_id",
       "resource.aws.com/devicegroup8_id",
