@@ -149,6 +149,9 @@ class Plugin::Impl {
   void OnRegistered(std::function<void()> callback) {
     registration_.OnRegistered(std::move(callback));
   }
+  void WriteDeviceStatusWith(claims::DeviceStatusWriter* writer) {
+    calls_.WriteDeviceStatusWith(writer);
+  }
   void RefusePreparesWhile(std::function<std::string()> reason) {
     calls_.RefusePreparesWhile(std::move(reason));
   }
@@ -228,6 +231,10 @@ void Plugin::OnRegistered(std::function<void()> callback) {
 void Plugin::OnCall(std::function<void(const CallRecord&)> callback) {
   impl_->OnCall(std::move(callback));
 }
+void Plugin::WriteDeviceStatusWith(claims::DeviceStatusWriter* writer) {
+  impl_->WriteDeviceStatusWith(writer);
+}
+
 void Plugin::RefusePreparesWhile(std::function<std::string()> reason) {
   impl_->RefusePreparesWhile(std::move(reason));
 }
