@@ -7,6 +7,7 @@
 #include <ctime>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 #include "object_store.h"
@@ -394,6 +395,10 @@ class FakeApiServer::Impl {
     }
     if (req.method == "POST" && route->name.empty()) return Create(req, *route);
     if (req.method == "PUT" && !route->name.empty()) return Update(req, *route);
+    if (req.method == "PATCH" && std::string(type.resource) == "resourceclaims" &&
+        route->subresource == "status" && !route->name.empty()) {
+      return ApplyClaimStatus(req, *route);
+    }
     if (req.method == "DELETE") {
       return route->name.empty() ? DeleteCollection(req, *route) : Delete(req, *route);
     }
@@ -702,6 +707,127 @@ class FakeApiServer::Impl {
         StampTaints(updated);
       }
       return {200, store_.PutLocked(type.resource, route.ns, route.name, updated), warnings};
+    });
+  }
+
+  // Server-side apply of status.devices on resourceclaims/status, as much of it as a DRA driver
+  // uses: the list is a map keyed by driver/pool/device/shareID, each manager owns the entries
+  // it applied (recorded in its managedFields "Apply" entry), and an apply removes the entries
+  // that manager owned before and no longer sends. Other status fields are left alone.
+  Reply ApplyClaimStatus(const httplib::Request& req, const Route& route) {
+    const ResourceType& type = *route.type;
+    const std::string content_type = req.get_header_value("Content-Type");
+    if (content_type.rfind("application/apply-patch+yaml", 0) != 0) {
+      return Error(415, "PATCH on " + GroupResource(type) + "/status: the double supports only "
+                                                            "application/apply-patch+yaml, got \"" +
+                            content_type + "\"");
+    }
+    const std::string manager = req.get_param_value("fieldManager");
+    if (manager.empty()) {
+      return Error(400, "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: "
+                        "is required for apply patch");
+    }
+    // JSON is YAML; the double reads only that form.
+    json body = json::parse(req.body, nullptr, false);
+    if (body.is_discarded() || !body.is_object()) {
+      return Error(400, "error decoding YAML: the double reads apply bodies in JSON form only");
+    }
+    if (MetaString(body, "name") != route.name) {
+      return Error(400, "the name of the object (" + MetaString(body, "name") +
+                            ") does not match the name on the URL (" + route.name + ")");
+    }
+    json applied = json::array();
+    if (body.contains("status") && body["status"].is_object() &&
+        body["status"].contains("devices")) {
+      applied = body["status"]["devices"];
+      if (!applied.is_array()) return Error(400, "status.devices: must be a list");
+    }
+    auto key_of = [](const json& d) {
+      json key = {{"device", d.value("device", "")}, {"driver", d.value("driver", "")},
+                  {"pool", d.value("pool", "")}};
+      if (d.contains("shareID") && d["shareID"].is_string()) key["shareID"] = d["shareID"];
+      return "k:" + key.dump();
+    };
+    std::vector<FieldCause> causes;
+    for (size_t i = 0; i < applied.size(); ++i) {
+      const json& d = applied[i];
+      if (!d.is_object() || d.value("driver", "").empty() || d.value("pool", "").empty() ||
+          d.value("device", "").empty()) {
+        causes.push_back({"FieldValueRequired", "driver, pool and device are required",
+                          "status.devices[" + std::to_string(i) + "]"});
+        continue;
+      }
+      if (d.contains("conditions") && (!d["conditions"].is_array() || d["conditions"].size() > 8)) {
+        causes.push_back({"FieldValueTooMany", "must have at most 8 items",
+                          "status.devices[" + std::to_string(i) + "].conditions"});
+      }
+      if (d.contains("data") && (!d["data"].is_object() || d["data"].dump().size() > 10 * 1024)) {
+        causes.push_back({"FieldValueInvalid", "must be a JSON object of at most 10Ki bytes",
+                          "status.devices[" + std::to_string(i) + "].data"});
+      }
+    }
+    if (!causes.empty()) return Invalid(type, route.name, causes);
+    return store_.WithLock([&]() -> Reply {
+      auto stored = store_.GetLocked(type.resource, route.ns, route.name);
+      if (!stored) return NotFound(type, route.name);
+      const std::string uid = MetaString(body, "uid");
+      if (!uid.empty() && uid != MetaString(*stored, "uid")) {
+        return Error(409, "Operation cannot be fulfilled on " + GroupResource(type) + " \"" +
+                              route.name + "\": Precondition failed: UID in precondition: " +
+                              uid + ", UID in object meta: " + MetaString(*stored, "uid"),
+                     Details(type, route.name));
+      }
+      json updated = *stored;
+      json& meta = updated["metadata"];
+      json entries = meta.value("managedFields", json::array());
+      if (!entries.is_array()) entries = json::array();
+      std::set<std::string> owned_before, owned_by_others;
+      for (const auto& e : entries) {
+        if (e.value("operation", "") != "Apply") continue;
+        const json devices = e.value("fieldsV1", json::object())
+                                 .value("f:status", json::object())
+                                 .value("f:devices", json::object());
+        for (auto it = devices.begin(); it != devices.end(); ++it) {
+          (e.value("manager", "") == manager ? owned_before : owned_by_others).insert(it.key());
+        }
+      }
+      json devices = json::array();
+      if (updated.contains("status") && updated["status"].is_object() &&
+          updated["status"].value("devices", json()).is_array()) {
+        devices = updated["status"]["devices"];
+      }
+      std::set<std::string> applied_keys;
+      for (const auto& d : applied) applied_keys.insert(key_of(d));
+      json kept = json::array();
+      for (const auto& d : devices) {
+        const std::string key = key_of(d);
+        if (applied_keys.count(key)) continue;  // replaced below
+        if (owned_before.count(key) && !owned_by_others.count(key)) continue;  // dropped
+        kept.push_back(d);
+      }
+      for (const auto& d : applied) kept.push_back(d);
+      if (kept.empty()) {
+        if (updated.contains("status") && updated["status"].is_object()) {
+          updated["status"].erase("devices");
+        }
+      } else {
+        updated["status"]["devices"] = kept;
+      }
+      json owned = json::object();
+      for (const auto& key : applied_keys) owned[key] = json::object({{".", json::object()}});
+      json next = json::array();
+      for (auto& e : entries) {
+        if (e.value("manager", "") == manager && e.value("operation", "") == "Apply") continue;
+        next.push_back(e);
+      }
+      if (!applied_keys.empty()) {
+        next.push_back({{"manager", manager}, {"operation", "Apply"},
+                        {"apiVersion", ApiVersion(type)}, {"time", Now()},
+                        {"fieldsType", "FieldsV1"}, {"subresource", "status"},
+                        {"fieldsV1", {{"f:status", {{"f:devices", owned}}}}}});
+      }
+      meta["managedFields"] = std::move(next);
+      return {200, store_.PutLocked(type.resource, route.ns, route.name, updated), {}};
     });
   }
 

@@ -21,6 +21,7 @@
 #include "commands.h"
 #include "daemon.h"
 #include "efadra/claims/claim_preparer.h"
+#include "efadra/claims/device_status_writer.h"
 #include "efadra/core/filesystem.h"
 #include "efadra/discovery/device_watcher.h"
 #include "efadra/discovery/discoverer.h"
@@ -60,6 +61,7 @@ struct RunFlags {
   std::string device_plugin_dir = kubelet::kDefaultDevicePluginDir;
   std::vector<std::string> device_plugin_sockets = {kubelet::kEfaDevicePluginSocket};
   bool taint_unhealthy = false;
+  bool claim_device_status = true;
   bool numa_node_list = false;
   LoggingFlags logging;
 };
@@ -461,6 +463,18 @@ int Run(RunFlags flags) {
     return reasons;
   });
   plugin.RefusePreparesWhile([&conflicts] { return conflicts.Summary(); });
+  std::unique_ptr<claims::DeviceStatusWriter> status_writer;
+  if (flags.claim_device_status) {
+    claims::DeviceStatusWriterOptions status_options;
+    status_options.driver_name = flags.driver_name;
+    status_options.field_manager = "efa-dra-driver";
+    status_writer = std::make_unique<claims::DeviceStatusWriter>(
+        status_options, **client, [&inventory] { return inventory.Latest(); },
+        [&metrics](std::string_view reason) {
+          (*metrics)->claim_status_failures_total().WithLabels({reason}).Inc();
+        });
+    plugin.WriteDeviceStatusWith(status_writer.get());
+  }
   // The kubelet wipes a driver's slices when it loses the driver: publish again at once.
   plugin.OnRegistered([&publisher] { publisher.RepublishNow(); });
   plugin.OnCall([&metrics](const kubelet::CallRecord& call) { RecordCalls(**metrics, call); });
@@ -626,6 +640,12 @@ void AddRunCommand(CLI::App& app, int& exit_code) {
                  "Put a NoSchedule taint on unhealthy devices in the ResourceSlice (needs the "
                  "DRADeviceTaints feature; slices then hold at most 64 devices)")
       ->envname("EFA_DRA_TAINT_UNHEALTHY");
+  command
+      ->add_flag("--claim-device-status,!--no-claim-device-status", flags->claim_device_status,
+                 "Write status.devices of prepared ResourceClaims (Ready condition and device "
+                 "data, server-side apply; needs DRAResourceClaimDeviceStatus and RBAC on "
+                 "resourceclaims/status)")
+      ->envname("EFA_DRA_CLAIM_DEVICE_STATUS");
   command
       ->add_flag("--numa-node-list", flags->numa_node_list,
                  "Publish resource.kubernetes.io/numaNode as a list (the device's NUMA node, then "

@@ -21,6 +21,8 @@ using nlohmann::json;
 
 constexpr std::chrono::milliseconds kWatchPoll{50};
 constexpr std::chrono::seconds kMaxRetryAfter{30};
+constexpr std::string_view kJsonContentType = "application/json";
+constexpr std::string_view kApplyPatchContentType = "application/apply-patch+yaml";
 
 std::once_flag g_curl_init;
 
@@ -156,6 +158,17 @@ class CurlClient final : public Client {
     }
     return DoJson("DELETE", "DELETE", object_path, "", &body).status();
   }
+  Result<json> Apply(std::string_view object_path, const json& object,
+                     std::string_view field_manager, bool force) override {
+    if (field_manager.empty()) {
+      return InvalidArgumentError("PATCH " + std::string(object_path) +
+                                  ": server-side apply needs a field manager");
+    }
+    std::string query = "?fieldManager=" + UrlEncode(std::string(field_manager));
+    if (force) query += "&force=true";
+    // JSON is YAML, so the apply body is sent as JSON under the apply content type.
+    return DoJson("PATCH", "PATCH", object_path, query, &object, kApplyPatchContentType);
+  }
 
   Status Watch(std::string_view collection_path, const ListOptions& options,
                const std::function<bool(const WatchEvent&)>& on_event,
@@ -232,7 +245,8 @@ class CurlClient final : public Client {
 
   // Common options; `headers` must outlive the transfer.
   Status Setup(CURL* h, const std::string& method, const std::string& url,
-               curl_slist** headers, std::chrono::milliseconds timeout) const {
+               curl_slist** headers, std::chrono::milliseconds timeout,
+               std::string_view content_type = kJsonContentType) const {
     curl_easy_setopt(h, CURLOPT_URL, url.c_str());
     curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(h, CURLOPT_USERAGENT, config_.user_agent.c_str());
@@ -274,7 +288,7 @@ class CurlClient final : public Client {
     }
     EFADRA_ASSIGN_OR_RETURN(std::string token, Token());
     *headers = curl_slist_append(*headers, "Accept: application/json");
-    *headers = curl_slist_append(*headers, "Content-Type: application/json");
+    *headers = curl_slist_append(*headers, ("Content-Type: " + std::string(content_type)).c_str());
     if (!token.empty()) {
       *headers = curl_slist_append(*headers, ("Authorization: Bearer " + token).c_str());
     }
@@ -291,13 +305,13 @@ class CurlClient final : public Client {
   }
 
   Response Perform(const std::string& method, std::string_view verb, const std::string& url,
-                   const std::string* body) {
+                   const std::string* body, std::string_view content_type) {
     Response r;
     r.max_body = config_.max_response_bytes;
     auto start = std::chrono::steady_clock::now();
     CurlPtr h = Acquire();
     curl_slist* headers = nullptr;
-    Status setup = Setup(h.get(), method, url, &headers, config_.request_timeout);
+    Status setup = Setup(h.get(), method, url, &headers, config_.request_timeout, content_type);
     if (!setup.ok()) {
       r.curl = CURLE_READ_ERROR;
       r.curl_error = setup.message();
@@ -340,7 +354,8 @@ class CurlClient final : public Client {
 
   // `query` ("" or "?..." built by Query() from escaped values) is not part of the check.
   Result<json> DoJson(const std::string& method, std::string_view verb, std::string_view path,
-                      const std::string& query, const json* object) {
+                      const std::string& query, const json* object,
+                      std::string_view content_type = kJsonContentType) {
     EFADRA_RETURN_IF_ERROR(ValidateRequestPath(path).WithContext(method));
     const std::string where = method + " " + std::string(path) + query;
     std::string body;
@@ -349,7 +364,7 @@ class CurlClient final : public Client {
     const int attempts = std::max(1, retry_.max_attempts);
     Status last;
     for (int attempt = 0; attempt < attempts; ++attempt) {
-      Response r = Perform(method, verb, url, object != nullptr ? &body : nullptr);
+      Response r = Perform(method, verb, url, object != nullptr ? &body : nullptr, content_type);
       bool retryable = false;
       if (r.body_too_large) {
         // Not retried: the next attempt would download the same body again.

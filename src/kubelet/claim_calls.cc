@@ -30,12 +30,28 @@ std::map<std::string, claims::PrepareResult> ClaimCalls::Prepare(
     }
     return refused;
   }
-  return preparer_.Prepare(claims, deadline);
+  std::map<std::string, claims::PrepareResult> results = preparer_.Prepare(claims, deadline);
+  if (status_writer_ != nullptr) {
+    for (const auto& claim : claims) {
+      auto it = results.find(claim.uid);
+      if (it != results.end() && it->second.status.ok()) {
+        status_writer_->Prepared(claim, it->second.devices);
+      }
+    }
+  }
+  return results;
 }
 
 std::map<std::string, Status> ClaimCalls::Unprepare(
     const std::vector<claims::ClaimRef>& claims, std::chrono::steady_clock::time_point deadline) {
-  return preparer_.Unprepare(claims, deadline);
+  std::map<std::string, Status> results = preparer_.Unprepare(claims, deadline);
+  if (status_writer_ != nullptr) {
+    for (const auto& claim : claims) {
+      auto it = results.find(claim.uid);
+      if (it != results.end() && it->second.ok()) status_writer_->Unprepared(claim);
+    }
+  }
+  return results;
 }
 
 }  // namespace efadra::kubelet

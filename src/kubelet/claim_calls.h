@@ -13,6 +13,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "efadra/claims/claim_preparer.h"
+#include "efadra/claims/device_status_writer.h"
 #include "efadra/kubelet/plugin.h"
 
 namespace efadra::kubelet {
@@ -37,6 +38,10 @@ class ClaimCalls {
   std::map<std::string, Status> Unprepare(const std::vector<claims::ClaimRef>& claims,
                                           std::chrono::steady_clock::time_point deadline);
 
+  // Optional, not owned: told about every successful prepare and unprepare, after the
+  // preparer answered (it only queues; the kubelet's answer never waits for the API write).
+  void WriteDeviceStatusWith(claims::DeviceStatusWriter* writer) { status_writer_ = writer; }
+
   void Record(const CallRecord& record) const {
     if (on_call_) on_call_(record);
   }
@@ -46,6 +51,7 @@ class ClaimCalls {
   const size_t max_claims_;
   std::function<void(const CallRecord&)> on_call_;
   std::function<std::string()> refusal_;
+  claims::DeviceStatusWriter* status_writer_ = nullptr;
 };
 
 }  // namespace efadra::kubelet

@@ -155,6 +155,9 @@ class Plugin::Impl {
   void OnRegistered(std::function<void()> callback) {
     registration_.OnRegistered(std::move(callback));
   }
+  void WriteDeviceStatusWith(claims::DeviceStatusWriter* writer) {
+    calls_.WriteDeviceStatusWith(writer);
+  }
   void RefusePreparesWhile(std::function<std::string()> reason) {
     calls_.RefusePreparesWhile(std::move(reason));
   }
@@ -236,6 +239,10 @@ void Plugin::OnRegistered(std::function<void()> callback) {
 void Plugin::OnCall(std::function<void(const CallRecord&)> callback) {
   impl_->OnCall(std::move(callback));
 }
+void Plugin::WriteDeviceStatusWith(claims::DeviceStatusWriter* writer) {
+  impl_->WriteDeviceStatusWith(writer);
+}
+
 void Plugin::RefusePreparesWhile(std::function<std::string()> reason) {
   impl_->RefusePreparesWhile(std::move(reason));
 }

@@ -53,6 +53,13 @@ Result<std::unique_ptr<DriverMetrics>> DriverMetrics::Create(Registry& registry)
                          "ends).",
                          {"verb"}));
   EFADRA_ASSIGN_OR_RETURN(
+      m->claim_status_failures_total_,
+      registry.Counter("efa_dra_claim_status_failures_total",
+                       "Writes of ResourceClaim status.devices that were given up, by reason "
+                       "(forbidden, invalid, unsupported, gave_up, queue_full); prepares are "
+                       "unaffected.",
+                       {"reason"}));
+  EFADRA_ASSIGN_OR_RETURN(
       m->discovery_duration_,
       registry.Histogram("efa_dra_discovery_duration_seconds",
                          "Time of one discovery pass over sysfs and the verbs devices."));

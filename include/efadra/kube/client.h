@@ -99,7 +99,7 @@ struct DeletePreconditions {
 // Counts requests by verb and HTTP code (observability and benchmarks read it).
 struct RequestObserver {
   virtual ~RequestObserver() = default;
-  // verb: GET, LIST, WATCH, POST, PUT, DELETE; code: HTTP status, 0 for transport errors.
+  // verb: GET, LIST, WATCH, POST, PUT, PATCH, DELETE; code: HTTP status, 0 for transport errors.
   virtual void OnRequest(std::string_view verb, int code, std::chrono::microseconds latency) = 0;
 };
 
@@ -134,6 +134,21 @@ class Client {
   // DELETE; kNotFound if absent (callers that tolerate that check the code).
   virtual Status Delete(std::string_view object_path,
                         const DeletePreconditions& preconditions = {}) = 0;
+
+  // Server-side apply: PATCH with Content-Type application/apply-patch+yaml,
+  // ?fieldManager=<field_manager>[&force=true]; `object` holds only the fields this manager
+  // owns (apiVersion, kind, metadata.name/namespace and the applied fields). Returns the
+  // stored object. Same retries and error mapping as Update (409 = another manager owns a
+  // field and force is false). Implementations that cannot apply answer kUnimplemented.
+  virtual Result<nlohmann::json> Apply(std::string_view object_path,
+                                       const nlohmann::json& object,
+                                       std::string_view field_manager, bool force) {
+    (void)object;
+    (void)field_manager;
+    (void)force;
+    return Status(StatusCode::kUnimplemented,
+                  "PATCH " + std::string(object_path) + ": server-side apply not supported");
+  }
 
   // Streams watch events to on_event until the server closes the stream (OK), on_event returns
   // false (OK), `stop` becomes true (kCancelled, noticed within ~100 ms), or an error occurs.

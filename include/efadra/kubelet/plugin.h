@@ -25,6 +25,7 @@
 #include <string>
 
 #include "efadra/claims/claim_preparer.h"
+#include "efadra/claims/device_status_writer.h"
 #include "efadra/core/status.h"
 #include "efadra/kubelet/health_source.h"
 
@@ -93,6 +94,9 @@ class Plugin {
   // Before Start(): while `reason` returns non-empty text (another driver also hands out these
   // devices), prepares fail per claim with that text; unprepares go on. Called per RPC.
   void RefusePreparesWhile(std::function<std::string()> reason);
+  // Before serving; optional, not owned, must outlive the plugin: every successful prepare and
+  // unprepare is handed to it (status.devices of the claim), without waiting for its write.
+  void WriteDeviceStatusWith(claims::DeviceStatusWriter* writer);
 
   Status Start();
   void Stop();

@@ -76,6 +76,7 @@ class DriverMetrics {
   CounterFamily& api_requests_total() { return *api_requests_total_; }
   HistogramFamily& api_request_duration() { return *api_request_duration_; }
   HistogramFamily& discovery_duration() { return *discovery_duration_; }
+  CounterFamily& claim_status_failures_total() { return *claim_status_failures_total_; }
   GaugeFamily& device_healthy() { return *device_healthy_; }
 
  private:
@@ -99,6 +100,7 @@ class DriverMetrics {
   CounterFamily* api_requests_total_ = nullptr;
   HistogramFamily* api_request_duration_ = nullptr;
   HistogramFamily* discovery_duration_ = nullptr;
+  CounterFamily* claim_status_failures_total_ = nullptr;
   GaugeFamily* device_healthy_ = nullptr;
   Gauge* published_devices_ = nullptr;
   Gauge* published_slices_ = nullptr;
