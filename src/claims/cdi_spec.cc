@@ -17,13 +17,17 @@ nlohmann::json CharNode(const std::string& container_path, std::string_view dev_
 
 std::string CdiKind(std::string_view driver) { return std::string(driver) + "/" + kCdiClass; }
 
-std::string CdiDeviceName(std::string_view claim_uid, std::string_view device_name) {
-  return std::string(claim_uid) + "-" + std::string(device_name);
+std::string CdiDeviceName(std::string_view claim_uid, std::string_view device_name,
+                          const std::optional<std::string>& share_id) {
+  std::string name = std::string(claim_uid) + "-" + std::string(device_name);
+  if (share_id.has_value()) name += "-" + *share_id;
+  return name;
 }
 
 std::string CdiDeviceId(std::string_view driver, std::string_view claim_uid,
-                        std::string_view device_name) {
-  return CdiKind(driver) + "=" + CdiDeviceName(claim_uid, device_name);
+                        std::string_view device_name,
+                        const std::optional<std::string>& share_id) {
+  return CdiKind(driver) + "=" + CdiDeviceName(claim_uid, device_name, share_id);
 }
 
 std::string CdiSpecFileName(std::string_view driver, std::string_view claim_uid) {
@@ -39,7 +43,7 @@ nlohmann::json BuildCdiSpec(std::string_view driver, std::string_view claim_uid,
     const discovery::EfaDevice& device = *input.device;
     nlohmann::json node = CharNode("/dev/infiniband/" + device.UverbsName(), dev_root,
                                    device.uverbs_dev.major, device.uverbs_dev.minor);
-    cdi_devices.push_back({{"name", CdiDeviceName(claim_uid, input.device_name)},
+    cdi_devices.push_back({{"name", CdiDeviceName(claim_uid, input.device_name, input.share_id)},
                            {"containerEdits", {{"deviceNodes", nlohmann::json::array({node})}}}});
     if (!iface_list.empty()) iface_list += ",";
     iface_list += device.rdma_device;

@@ -77,6 +77,12 @@ std::string CheckpointPath(std::string_view uid) {
 // injects. The number matters on its own: after a renumbering while claims stay prepared, an
 // older spec still names a number the kernel now gives another device.
 std::string DeviceKey(const std::string& device_name) { return "device " + device_name; }
+// A share of a device that allows multiple allocations (KEP-5075) holds only its own share:
+// the scheduler gives every allocation of such a device a distinct shareID, so shares never
+// exclude each other, and one share's unprepare releases only its key.
+std::string ShareKey(const std::string& device_name, const std::string& share_id) {
+  return "device " + device_name + " share " + share_id;
+}
 std::string NumberKey(const discovery::CharDeviceNumber& number) {
   return "char device " + std::to_string(number.major) + ":" + std::to_string(number.minor);
 }
@@ -540,17 +546,20 @@ class ClaimPreparer::Impl {
       prepared.request_names = device.request_names;
       prepared.pool_name = device.pool_name;
       prepared.device_name = device.device_name;
-      prepared.cdi_device_ids = {CdiDeviceId(options_.driver_name, ref.uid, device.device_name)};
+      prepared.cdi_device_ids = {
+          CdiDeviceId(options_.driver_name, ref.uid, device.device_name, device.share_id)};
       prepared.share_id = device.share_id;
       out.answer.push_back(std::move(prepared));
-      if (!device.admin_access) {
+      if (device.share_id.has_value()) {
+        out.exclusive_keys.insert(ShareKey(device.device_name, *device.share_id));
+      } else if (!device.admin_access) {
         out.exclusive_keys.insert(DeviceKey(device.device_name));
         out.exclusive_keys.insert(NumberKey(found->uverbs_dev));
       }
       if (std::none_of(cdi_inputs.begin(), cdi_inputs.end(), [&](const CdiDeviceInput& in) {
-            return in.device_name == device.device_name;
+            return in.device_name == device.device_name && in.share_id == device.share_id;
           })) {
-        cdi_inputs.push_back({device.device_name, found});
+        cdi_inputs.push_back({device.device_name, found, device.share_id});
       }
     }
     if (!cdi_inputs.empty()) {
@@ -599,7 +608,11 @@ class ClaimPreparer::Impl {
       prepared.unavailable = resolved.status();
       problems.push_back(resolved.status().message());
       for (const CheckpointDevice& device : checkpoint.devices) {
-        if (!device.admin_access) prepared.keys.insert(DeviceKey(device.device_name));
+        if (device.share_id.has_value()) {
+          prepared.keys.insert(ShareKey(device.device_name, *device.share_id));
+        } else if (!device.admin_access) {
+          prepared.keys.insert(DeviceKey(device.device_name));
+        }
       }
     }
     {

@@ -86,7 +86,7 @@ TEST(CdiPodmanTest, TheContainerSeesExactlyTheAllocatedEfas) {
   std::vector<CdiDeviceInput> inputs;
   for (const auto& d : inventory->devices) {
     if (d.pcie_root == "pci0000:55" && inputs.size() < 2) {
-      inputs.push_back({slices::DeviceName(d.pci_address), &d});
+      inputs.push_back({slices::DeviceName(d.pci_address), &d, std::nullopt});
     }
   }
   ASSERT_EQ(inputs.size(), 2u);

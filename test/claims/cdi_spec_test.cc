@@ -24,7 +24,7 @@ TEST(CdiSpecTest, InjectsTheAllocatedUverbsNodesWithHostNumbers) {
   // The four EFAs of pcieRoot pci0000:44, as the scheduler would pair them with its GPU.
   std::vector<CdiDeviceInput> inputs;
   for (const auto& d : inventory->devices) {
-    if (d.pcie_root == "pci0000:44") inputs.push_back({slices::DeviceName(d.pci_address), &d});
+    if (d.pcie_root == "pci0000:44") inputs.push_back({slices::DeviceName(d.pci_address), &d, std::nullopt});
   }
   ASSERT_EQ(inputs.size(), 4u);
   auto spec = BuildCdiSpec("dra.net", "0e9d8c7b-1111", inputs, "/host/dev", HostCharDevice{10, 58});
@@ -57,7 +57,7 @@ TEST(CdiSpecTest, LeavesRdmaCmOutWhenTheHostHasNone) {
   device.rdma_device = "efa_0";
   device.uverbs_index = 40;  // beyond the fixed minors: dynamic major
   device.uverbs_dev = {511, 8};
-  auto spec = BuildCdiSpec("dra.net", "u1", {{"pci-0000-00-1f-0", &device}}, "/dev", std::nullopt);
+  auto spec = BuildCdiSpec("dra.net", "u1", {{"pci-0000-00-1f-0", &device, std::nullopt}}, "/dev", std::nullopt);
   EXPECT_FALSE(spec["containerEdits"].contains("deviceNodes"));
   EXPECT_EQ(spec["devices"][0]["containerEdits"]["deviceNodes"][0]["major"], 511);
   EXPECT_EQ(spec["devices"][0]["containerEdits"]["deviceNodes"][0]["path"],
@@ -73,7 +73,7 @@ TEST(CdiSpecTest, SpecsValidateAgainstTheCdiSchema) {
     std::vector<CdiDeviceInput> inputs;
     for (size_t i = 0; i < n; ++i) {
       const auto& d = inventory->devices[i];
-      inputs.push_back({slices::DeviceName(d.pci_address), &d});
+      inputs.push_back({slices::DeviceName(d.pci_address), &d, std::nullopt});
     }
     for (bool with_rdma_cm : {false, true}) {
       auto spec = BuildCdiSpec("dra.net", "0123abcd-" + std::to_string(n), inputs, dir.Sub("dev"),

@@ -317,6 +317,50 @@ TEST_F(ClaimPreparerTest, ADeviceIsNeverPreparedForTwoClaims) {
   EXPECT_TRUE(PrepareOne(b).status.ok()) << "free again once unprepared";
 }
 
+// A device that allows multiple allocations: each allocation carries its own shareID, so two
+// claims on one EFA are both prepared, get distinct CDI devices, and one's unprepare leaves the
+// other's spec and checkpoint; they survive a restart; a share never takes the device from an
+// exclusive claim's later twin either (the scheduler never mixes the two for one device).
+TEST_F(ClaimPreparerTest, SharesOfOneDeviceArePreparedSideBySide) {
+  const std::string device = DevicesOfRoot("pci0000:77")[0];
+  const std::string share_a = "3f0c6a7e-0000-4000-8000-00000000000a";
+  const std::string share_b = "3f0c6a7e-0000-4000-8000-00000000000b";
+  auto put_share = [&](const std::string& name, const std::string& uid, const std::string& share) {
+    nlohmann::json claim = AllocatedClaim("train", name, uid, {{"efa", device}});
+    claim["status"]["allocation"]["devices"]["results"][0]["shareID"] = share;
+    server_.PutResourceClaim(claim);
+    return ClaimRef{"train", name, uid};
+  };
+  ClaimRef a = put_share("sa", "uid-share-a", share_a);
+  ClaimRef b = put_share("sb", "uid-share-b", share_b);
+  PrepareResult first = PrepareOne(a);
+  ASSERT_TRUE(first.status.ok()) << first.status.ToString();
+  PrepareResult second = PrepareOne(b);
+  ASSERT_TRUE(second.status.ok()) << "shares do not exclude each other: "
+                                  << second.status.ToString();
+  ASSERT_EQ(first.devices.size(), 1u);
+  ASSERT_EQ(second.devices.size(), 1u);
+  EXPECT_EQ(first.devices[0].share_id, share_a);
+  EXPECT_EQ(second.devices[0].share_id, share_b);
+  EXPECT_EQ(first.devices[0].cdi_device_ids,
+            std::vector<std::string>{CdiDeviceId(kDriver, a.uid, device, share_a)});
+  EXPECT_NE(first.devices[0].cdi_device_ids, second.devices[0].cdi_device_ids);
+  auto spec = nlohmann::json::parse(efadra::testing::ReadFileOrEmpty(SpecPath(a.uid)));
+  EXPECT_EQ(spec["devices"][0]["name"], a.uid + "-" + device + "-" + share_a);
+
+  preparer_ = NewPreparer("boot-1");  // the shares come back from their checkpoints
+  EXPECT_TRUE(PrepareOne(a).status.ok());
+  EXPECT_TRUE(PrepareOne(b).status.ok());
+
+  ASSERT_TRUE(preparer_->Unprepare({a})[a.uid].ok());
+  EXPECT_FALSE(std::filesystem::exists(SpecPath(a.uid)));
+  EXPECT_TRUE(std::filesystem::exists(SpecPath(b.uid))) << "the other share keeps its spec";
+  EXPECT_TRUE(std::filesystem::exists(CheckpointPath(b.uid)));
+  PrepareResult again = PrepareOne(b);
+  ASSERT_TRUE(again.status.ok());
+  EXPECT_EQ(again.devices[0].cdi_device_ids, second.devices[0].cdi_device_ids);
+}
+
 TEST_F(ClaimPreparerTest, UnprepareRemovesEverythingAndToleratesUnknownClaims) {
   ClaimRef ref = PutClaim("w", "uid-unprep", {{"efa", DevicesOfRoot("pci0000:88")[0]}});
   ASSERT_TRUE(PrepareOne(ref).status.ok());

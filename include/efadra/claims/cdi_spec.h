@@ -34,17 +34,21 @@ struct HostCharDevice {
 
 // "<driver>/efa".
 std::string CdiKind(std::string_view driver);
-// "<claimUID>-<deviceName>".
-std::string CdiDeviceName(std::string_view claim_uid, std::string_view device_name);
-// Fully qualified: "<driver>/efa=<claimUID>-<deviceName>".
+// "<claimUID>-<deviceName>", plus "-<shareID>" for a share of a device that allows multiple
+// allocations: two shares of one EFA in one claim (two requests) then get two CDI devices.
+std::string CdiDeviceName(std::string_view claim_uid, std::string_view device_name,
+                          const std::optional<std::string>& share_id = std::nullopt);
+// Fully qualified: "<driver>/efa=<claimUID>-<deviceName>[-<shareID>]".
 std::string CdiDeviceId(std::string_view driver, std::string_view claim_uid,
-                        std::string_view device_name);
+                        std::string_view device_name,
+                        const std::optional<std::string>& share_id = std::nullopt);
 // "<driver>-efa_<claimUID>.json" (the CDI library's transient spec naming).
 std::string CdiSpecFileName(std::string_view driver, std::string_view claim_uid);
 
 struct CdiDeviceInput {
   std::string device_name;  // "pci-0000-10-1b-0"
   const discovery::EfaDevice* device = nullptr;
+  std::optional<std::string> share_id;  // the allocation's shareID, when a share
 };
 
 // The spec for `devices` (in allocation order). `dev_root` is --dev-root ("/dev");
