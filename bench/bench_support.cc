@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -144,6 +145,60 @@ std::string MakeScratchNode(const std::string& bench, const std::string& instanc
       << "\ncontexts:\n- name: c\n  context:\n    cluster: k\n    user: u\n"
       << "users:\n- name: u\n  user:\n    token: t\n";
   return dir;
+}
+
+}  // namespace efadra::bench
+
+namespace efadra::bench {
+
+namespace {
+// The KiB value of a "Name:   123 kB" line of smaps, -1 when the line is not `field`.
+long SmapsField(const std::string& line, const std::string& field) {
+  if (line.compare(0, field.size(), field) != 0) return -1;
+  return std::strtol(line.c_str() + field.size(), nullptr, 10);
+}
+}  // namespace
+
+MemorySplit SampleMemory(pid_t pid) {
+  MemorySplit memory;
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::ifstream rollup(proc + "/smaps_rollup");
+  for (std::string line; std::getline(rollup, line);) {
+    if (long v = SmapsField(line, "Rss:"); v >= 0) memory.rss_kib = v;
+    if (long v = SmapsField(line, "Anonymous:"); v >= 0) memory.anonymous_kib = v;
+  }
+  memory.file_kib = memory.rss_kib - memory.anonymous_kib;
+  // A mapping's header line is "start-end perms offset dev inode [path]"; its fields follow.
+  std::ifstream smaps(proc + "/smaps");
+  std::string name = "[anon]";
+  for (std::string line; std::getline(smaps, line);) {
+    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
+        line.find('-') < line.find(' ')) {
+      std::istringstream header(line);
+      std::string range, perms, offset, dev, inode, path;
+      header >> range >> perms >> offset >> dev >> inode >> path;
+      name = path.empty() ? "[anon]" : std::filesystem::path(path).filename().string();
+      if (!path.empty() && path[0] == '[') name = path;
+      continue;
+    }
+    if (long v = SmapsField(line, "Rss:"); v >= 0) memory.by_mapping[name].first += v;
+    if (long v = SmapsField(line, "Anonymous:"); v >= 0) memory.by_mapping[name].second += v;
+  }
+  return memory;
+}
+
+void PrintMemory(const char* title, const MemorySplit& memory, size_t top) {
+  std::printf("%s: RSS %ld KiB = anonymous %ld KiB + file-backed %ld KiB\n", title,
+              memory.rss_kib, memory.anonymous_kib, memory.file_kib);
+  std::vector<std::pair<std::string, std::pair<long, long>>> rows(memory.by_mapping.begin(),
+                                                                    memory.by_mapping.end());
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  std::printf("  %-40s %9s %9s\n", "mapping", "Rss KiB", "Anon KiB");
+  for (size_t i = 0; i < rows.size() && i < top; ++i) {
+    std::printf("  %-40s %9ld %9ld\n", rows[i].first.c_str(), rows[i].second.first,
+                rows[i].second.second);
+  }
 }
 
 }  // namespace efadra::bench

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <utility>
 #include <string>
 #include <vector>
 
@@ -45,6 +46,19 @@ struct ProcessSample {
 };
 // `pid` 0 samples this process.
 ProcessSample SampleProcess(pid_t pid);
+
+// Where a process's resident memory is (/proc/<pid>/smaps_rollup and smaps): the anonymous /
+// file-backed split, and the resident KiB of each mapped file (anonymous mappings as "[anon]"),
+// so the clean shared-library pages can be told apart from what the process allocated.
+struct MemorySplit {
+  long rss_kib = 0;
+  long anonymous_kib = 0;
+  long file_kib = 0;  // rss - anonymous
+  std::map<std::string, std::pair<long, long>> by_mapping;  // name -> {Rss, Anonymous} KiB
+};
+MemorySplit SampleMemory(pid_t pid);
+// Prints the split and the `top` largest mappings, one per line, under `title`.
+void PrintMemory(const char* title, const MemorySplit& memory, size_t top);
 
 // A directory under /tmp holding the sysfs and dev trees of a bundled instance type
 // (<dir>/sys, <dir>/dev) and a kubeconfig for `server_url` (<dir>/kubeconfig). Exits the

@@ -144,6 +144,7 @@ int main(int argc, char** argv) {
   // Let the first-publish follow-ups (watch establishment) settle before measuring.
   std::this_thread::sleep_for(std::chrono::seconds(2));
   server.ClearRequests();
+  const efadra::bench::MemorySplit memory_at_start = efadra::bench::SampleMemory(pid);
 
   // Sampler.
   std::vector<Sample> samples;
@@ -226,6 +227,7 @@ int main(int argc, char** argv) {
   done = true;
   sampler.join();
 
+  const efadra::bench::MemorySplit memory_at_end = efadra::bench::SampleMemory(pid);
   const auto requests = server.Requests();
   size_t slice_writes = 0, claim_gets = 0;
   for (const auto& r : requests) {
@@ -286,6 +288,8 @@ int main(int argc, char** argv) {
       "API in the steady part: %zu requests (%zu claim GETs), %zu writes, "
       "%zu ResourceSlice writes\n",
       requests.size(), claim_gets, writes, slice_writes);
+  efadra::bench::PrintMemory("memory after start", memory_at_start, 15);
+  efadra::bench::PrintMemory("memory after the soak's cycles", memory_at_end, 15);
   std::printf("SIGTERM: exit code %d\n", code);
   std::filesystem::remove_all(dir);
   return 0;
