@@ -463,18 +463,9 @@ int Run(RunFlags flags) {
     return reasons;
   });
   plugin.RefusePreparesWhile([&conflicts] { return conflicts.Summary(); });
+  // The writer starts its thread when constructed, so it is made by its daemon component:
+  // the daemon blocks SIGTERM/SIGINT before any component starts a thread.
   std::unique_ptr<claims::DeviceStatusWriter> status_writer;
-  if (flags.claim_device_status) {
-    claims::DeviceStatusWriterOptions status_options;
-    status_options.driver_name = flags.driver_name;
-    status_options.field_manager = "efa-dra-driver";
-    status_writer = std::make_unique<claims::DeviceStatusWriter>(
-        status_options, **client, [&inventory] { return inventory.Latest(); },
-        [&metrics](std::string_view reason) {
-          (*metrics)->claim_status_failures_total().WithLabels({reason}).Inc();
-        });
-    plugin.WriteDeviceStatusWith(status_writer.get());
-  }
   // The kubelet wipes a driver's slices when it loses the driver: publish again at once.
   plugin.OnRegistered([&publisher] { publisher.RepublishNow(); });
   plugin.OnCall([&metrics](const kubelet::CallRecord& call) { RecordCalls(**metrics, call); });
@@ -549,6 +540,23 @@ int Run(RunFlags flags) {
         return Status::Ok();
       },
       [&] { conflicts.Stop(); }));
+  if (flags.claim_device_status) {
+    daemon.Add(std::make_unique<FunctionComponent>(
+        "claim status writer",
+        [&] {
+          claims::DeviceStatusWriterOptions status_options;
+          status_options.driver_name = flags.driver_name;
+          status_options.field_manager = "efa-dra-driver";
+          status_writer = std::make_unique<claims::DeviceStatusWriter>(
+              status_options, **client, [&inventory] { return inventory.Latest(); },
+              [&metrics](std::string_view reason) {
+                (*metrics)->claim_status_failures_total().WithLabels({reason}).Inc();
+              });
+          plugin.WriteDeviceStatusWith(status_writer.get());
+          return Status::Ok();
+        },
+        [&] { status_writer->Stop(); }));
+  }
   daemon.Add(std::make_unique<FunctionComponent>(
       "kubelet plugin",
       [&]() -> Status {

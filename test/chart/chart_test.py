@@ -172,12 +172,25 @@ class DefaultRender(unittest.TestCase):
             [("", "events", ("create",)),
              ("", "nodes", ("get",)),
              ("resource.k8s.io", "resourceclaims", ("get",)),
+             ("resource.k8s.io", "resourceclaims/driver",
+              ("associated-node:patch", "associated-node:update")),
+             ("resource.k8s.io", "resourceclaims/status", ("patch",)),
              ("resource.k8s.io", "resourceslices",
               ("create", "delete", "get", "list", "update", "watch"))])
+        driver_rule = next(r for r in rules if r["resources"] == ["resourceclaims/driver"])
+        self.assertEqual(driver_rule["resourceNames"], ["dra.net"])
         binding = one(self.docs, "ClusterRoleBinding")
         self.assertEqual(binding["subjects"][0],
                          {"kind": "ServiceAccount", "name": "efa-efa-dra-driver",
                           "namespace": "kube-system"})
+
+    def test_no_claim_status_rbac_when_the_driver_writes_no_claim_status(self):
+        docs, _ = render("--set", "claimDeviceStatus=false")
+        resources = [r["resources"][0] for r in one(docs, "ClusterRole")["rules"]]
+        self.assertNotIn("resourceclaims/status", resources)
+        self.assertNotIn("resourceclaims/driver", resources)
+        env = {e["name"]: e.get("value") for e in one(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
+        self.assertEqual(env["EFA_DRA_CLAIM_DEVICE_STATUS"], "false")
 
     def test_device_class_selects_efa_devices_of_the_driver(self):
         device_class = one(self.docs, "DeviceClass")

@@ -370,7 +370,8 @@ TEST_P(RunLayoutE2eTest, Kill9AndRebootLoseNothing) {
   ASSERT_FALSE(spec.empty());
 
   // kill -9: the restarted driver replaces the stale sockets and answers identically, without
-  // asking the API again.
+  // reading the claim from the API again (re-applying its status.devices is allowed: the write
+  // is idempotent and may not have happened before the kill).
   child->Kill();
   child = Start();
   server_.ClearRequests();
@@ -379,6 +380,7 @@ TEST_P(RunLayoutE2eTest, Kill9AndRebootLoseNothing) {
   ASSERT_TRUE(status.ok()) << status.error_message() << ReadFileOrEmpty(dir_.Sub("log"));
   EXPECT_EQ(again.SerializeAsString(), first.SerializeAsString());
   for (const auto& request : server_.Requests()) {
+    if (request.method != "GET") continue;
     EXPECT_EQ(request.path.find("/resourceclaims/"), std::string::npos) << request.path;
   }
 
@@ -587,7 +589,7 @@ TEST_F(RunE2eTest, NoEfaPublishesEmptyPoolAndKeepsRunning) {
   EXPECT_TRUE(child.Running());
   child.Signal(SIGINT);
   EXPECT_TRUE(WaitFor([&] { return !child.Running(); }, std::chrono::seconds(5)));
-  EXPECT_EQ(child.ExitCode(), 0);
+  EXPECT_EQ(child.ExitCode(), 0) << ReadFileOrEmpty(dir_.Sub("log"));
 }
 
 // Other device plugins, even one with "efa" in its socket name, are no conflict; the AWS EFA
