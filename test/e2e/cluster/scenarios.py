@@ -580,51 +580,6 @@ def status_shows_holders():
         delete([one_efa_pod(h) for h in holders])
 
 
-@scenario("claim-device-status")
-def claim_device_status():
-    """After the prepare, the claim's status.devices holds our entry (Ready=True and the EFA's
-    data), applied by the driver's field manager through the real API server's RBAC; after
-    the pod is gone no entry of ours is left."""
-    claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
-             "metadata": {"name": "e2e-status"},
-             "spec": ONE_EFA_TEMPLATE["spec"]["spec"]}
-    holder = one_efa_pod("status-holder")
-    holder["spec"]["resourceClaims"] = [{"name": "efa", "resourceClaimName": "e2e-status"}]
-    apply([claim, holder])
-    try:
-        wait_pod_phase("status-holder")
-
-        def ours():
-            c = kjson("get", "resourceclaim", "e2e-status")
-            entries = [d for d in c.get("status", {}).get("devices", []) if d["driver"] == DRIVER]
-            return (c, entries) if entries else None
-        c, entries = wait_for("status.devices of claim e2e-status", ours, 60)
-        (device,) = allocated(c)
-        check(len(entries) == 1 and entries[0]["device"] == device,
-              f"allocated {device}, status.devices has {entries}")
-        entry = entries[0]
-        ready = [x for x in entry.get("conditions", []) if x["type"] == "Ready"]
-        check(ready and ready[0]["status"] == "True", f"conditions: {entry.get('conditions')}")
-        hw = hardware()
-        data = entry.get("data", {})
-        check(data.get("uverbsPath") == f"/dev/infiniband/{hw[device][0]}"
-              and data.get("rdmaDevice") == attribute(published_devices()[device], "dra.net/rdmaDevice")
-              and data.get("pcieRoot") == attribute(published_devices()[device], "resource.kubernetes.io/pcieRoot"),
-              f"data {data} for {device} ({hw[device]})")
-        managers = {(m.get("manager"), m.get("operation"), m.get("subresource"))
-                    for m in c["metadata"].get("managedFields", [])}
-        check(("efa-dra-driver", "Apply", "status") in managers, f"managedFields: {managers}")
-        delete([holder])
-
-        def cleared():
-            c = kjson("get", "resourceclaim", "e2e-status")
-            return not any(d["driver"] == DRIVER for d in c.get("status", {}).get("devices", []))
-        wait_for("our status.devices entry to go after the pod", cleared, 60)
-        return f"{device}: Ready=True, data {sorted(data)}, applied by efa-dra-driver; gone after the pod"
-    finally:
-        delete([holder, claim])
-
-
 @scenario("device-plugin-style-extended-resource")
 def extended_resource():
     """A pod written for the EFA device plugin (resources.limits: vpc.amazonaws.com/efa: 2) is
