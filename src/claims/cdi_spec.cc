@@ -1,5 +1,7 @@
 #include "efadra/claims/cdi_spec.h"
 
+#include <algorithm>
+
 #include "efadra/core/filesystem.h"
 
 namespace efadra::claims {
@@ -36,17 +38,31 @@ std::string CdiSpecFileName(std::string_view driver, std::string_view claim_uid)
 
 nlohmann::json BuildCdiSpec(std::string_view driver, std::string_view claim_uid,
                             const std::vector<CdiDeviceInput>& devices, std::string_view dev_root,
-                            const std::optional<HostCharDevice>& rdma_cm) {
+                            const std::optional<HostCharDevice>& rdma_cm,
+                            const std::vector<std::string>& peer_rdma_devices) {
   nlohmann::json cdi_devices = nlohmann::json::array();
-  std::string iface_list;
+  std::vector<std::string> iface_names;
+  auto add_iface = [&](const std::string& name) {
+    // Two shares of one EFA, or a peer holding a share of ours, name the same device once.
+    if (name.empty()) return;
+    if (std::find(iface_names.begin(), iface_names.end(), name) == iface_names.end()) {
+      iface_names.push_back(name);
+    }
+  };
   for (const CdiDeviceInput& input : devices) {
     const discovery::EfaDevice& device = *input.device;
     nlohmann::json node = CharNode("/dev/infiniband/" + device.UverbsName(), dev_root,
                                    device.uverbs_dev.major, device.uverbs_dev.minor);
     cdi_devices.push_back({{"name", CdiDeviceName(claim_uid, input.device_name, input.share_id)},
                            {"containerEdits", {{"deviceNodes", nlohmann::json::array({node})}}}});
+    add_iface(device.rdma_device);
+  }
+  // The claim's own devices first, then the other claims of the pod: see the header.
+  for (const std::string& name : peer_rdma_devices) add_iface(name);
+  std::string iface_list;
+  for (const std::string& name : iface_names) {
     if (!iface_list.empty()) iface_list += ",";
-    iface_list += device.rdma_device;
+    iface_list += name;
   }
   // An empty FI_EFA_IFACE makes libfabric's EFA provider refuse every device: never emit it.
   nlohmann::json common = nlohmann::json::object();

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <algorithm>
 #include <array>
 
 #include <nlohmann/json.hpp>
@@ -10,6 +11,7 @@ namespace efadra::claims {
 namespace {
 
 constexpr char kKind[] = "EfaClaimCheckpoint";
+constexpr char kPeersKey[] = "peerClaimUids";
 
 std::string Sha256Hex(std::string_view data) {
   std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
@@ -43,11 +45,14 @@ nlohmann::json DeviceToJson(const CheckpointDevice& device) {
 nlohmann::json Body(const ClaimCheckpoint& checkpoint) {
   nlohmann::json devices = nlohmann::json::array();
   for (const CheckpointDevice& device : checkpoint.devices) devices.push_back(DeviceToJson(device));
-  return {{"kind", kKind},
-          {"schemaVersion", kCheckpointSchemaVersion},
-          {"bootId", checkpoint.boot_id},
-          {"claim", ClaimToJson(checkpoint.claim)},
-          {"devices", std::move(devices)}};
+  nlohmann::json body = {{"kind", kKind},
+                         {"schemaVersion", kCheckpointSchemaVersion},
+                         {"bootId", checkpoint.boot_id},
+                         {"claim", ClaimToJson(checkpoint.claim)},
+                         {"devices", std::move(devices)}};
+  // Only when present: a file without peers keeps the body (and checksum) it always had.
+  if (!checkpoint.peer_claim_uids.empty()) body[kPeersKey] = checkpoint.peer_claim_uids;
+  return body;
 }
 
 bool GetString(const nlohmann::json& object, const char* key, std::string* out) {
@@ -149,6 +154,13 @@ Result<ClaimCheckpoint> ParseCheckpoint(std::string_view content, std::string_vi
       device.admin_access = admin->get<bool>();
     }
     checkpoint.devices.push_back(std::move(device));
+  }
+  if (version >= 2 && doc.contains(kPeersKey)) {
+    if (!GetStrings(doc, kPeersKey, &checkpoint.peer_claim_uids) ||
+        std::any_of(checkpoint.peer_claim_uids.begin(), checkpoint.peer_claim_uids.end(),
+                    [](const std::string& uid) { return uid.empty(); })) {
+      return DataLossError(where + ": " + kPeersKey + " is not a list of claim UIDs");
+    }
   }
   // Recompute over the parsed body: any flipped byte in a value changes the digest.
   nlohmann::json body;

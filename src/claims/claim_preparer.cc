@@ -87,6 +87,19 @@ std::string NumberKey(const discovery::CharDeviceNumber& number) {
   return "char device " + std::to_string(number.major) + ":" + std::to_string(number.minor);
 }
 
+// A checkpoint device in `inventory`: by PCI address, the identity that survives renumbering;
+// a schema-1 file has only the name, which is derived from the address anyway. Null if absent.
+const discovery::EfaDevice* FindDevice(const CheckpointDevice& device,
+                                       const discovery::Inventory& inventory) {
+  for (const auto& candidate : inventory.devices) {
+    const bool same = device.pci_address.empty()
+                          ? slices::DeviceName(candidate.pci_address) == device.device_name
+                          : candidate.pci_address == device.pci_address;
+    if (same) return &candidate;
+  }
+  return nullptr;
+}
+
 // What a claim's checkpoint resolves to on the current inventory: its answer, its spec and
 // the keys it holds exclusively.
 struct Resolved {
@@ -237,6 +250,7 @@ class ClaimPreparer::Impl {
       if (warnings != nullptr) warnings->push_back(message);
     };
     std::set<std::string> on_disk;
+    std::vector<std::string> restored;
     for (const std::string& name : names) {
       const std::string path = std::string(kCheckpointDir) + "/" + name;
       if (name.front() == '.') {  // a temporary file left by a crash mid-write
@@ -267,7 +281,15 @@ class ClaimPreparer::Impl {
              "UID " + uid + " but holds " + Describe(checkpoint->claim) + "; not adopted");
         continue;
       }
-      if (auto restored = Restore(std::move(*checkpoint)); !restored.empty()) warn(restored);
+      if (std::string problem = Restore(std::move(*checkpoint)); !problem.empty()) warn(problem);
+      restored.push_back(uid);
+    }
+    // The specs only once every claim of this listing is known: a claim's FI_EFA_IFACE names
+    // the devices of its prepared peers, which may come later in the directory.
+    for (const std::string& uid : restored) {
+      if (Status spec = RewriteSpec(uid, /*quiet=*/false); !spec.ok()) {
+        warn("restore claim uid " + uid + ": " + spec.message());
+      }
     }
     std::lock_guard<std::mutex> lock(mu_);
     for (auto it = prepared_.begin(); it != prepared_.end();) {
@@ -296,7 +318,9 @@ class ClaimPreparer::Impl {
                               ": re-read the shared checkpoints");
   }
 
-  PrepareResult PrepareOne(const ClaimRef& ref, std::chrono::steady_clock::time_point deadline) {
+  // `peers`: the UIDs of the other claims of the same call (recorded in the checkpoint).
+  PrepareResult PrepareOne(const ClaimRef& ref, std::chrono::steady_clock::time_point deadline,
+                           const std::vector<std::string>& peers) {
     if (Status valid = ValidateClaimRef(ref); !valid.ok()) return {valid, {}};
     {
       Section section(*this, deadline);
@@ -339,7 +363,7 @@ class ClaimPreparer::Impl {
     if (Status entered = EnterFor(section, ref, "prepare"); !entered.ok()) return {entered, {}};
     ClaimLock claim_lock(*this, ref.uid);
     if (auto done = PreparedAnswer(ref)) return *std::move(done);  // a concurrent call won
-    return PrepareLocked(ref, *results);
+    return PrepareLocked(ref, *results, peers);
   }
 
   // Removes the claim's spec and checkpoint by UID whether or not this process knows the
@@ -451,7 +475,8 @@ class ClaimPreparer::Impl {
     return resolved->answer;
   }
 
-  PrepareResult PrepareLocked(const ClaimRef& ref, const std::vector<AllocationResult>& results) {
+  PrepareResult PrepareLocked(const ClaimRef& ref, const std::vector<AllocationResult>& results,
+                              const std::vector<std::string>& peers) {
     auto inventory = inventory_();
     std::map<std::string, const discovery::EfaDevice*> by_name;
     for (const auto& device : inventory->devices) {
@@ -460,6 +485,7 @@ class ClaimPreparer::Impl {
     ClaimCheckpoint checkpoint;
     checkpoint.claim = ref;
     checkpoint.boot_id = options_.boot_id;
+    checkpoint.peer_claim_uids = peers;
     for (const AllocationResult& result : results) {
       auto it = by_name.find(result.device);
       if (it == by_name.end()) {
@@ -522,16 +548,7 @@ class ClaimPreparer::Impl {
     for (const CheckpointDevice& device : checkpoint.devices) {
       // By PCI address, the identity that survives renumbering; a schema-1 file has only the
       // name, which is derived from the address anyway.
-      const discovery::EfaDevice* found = nullptr;
-      for (const auto& candidate : inventory.devices) {
-        const bool same = device.pci_address.empty()
-                              ? slices::DeviceName(candidate.pci_address) == device.device_name
-                              : candidate.pci_address == device.pci_address;
-        if (same) {
-          found = &candidate;
-          break;
-        }
-      }
+      const discovery::EfaDevice* found = FindDevice(device, inventory);
       const std::string what =
           "device " + device.device_name +
           (device.pci_address.empty() ? "" : " (PCI " + device.pci_address + ")");
@@ -564,13 +581,13 @@ class ClaimPreparer::Impl {
     }
     if (!cdi_inputs.empty()) {
       EFADRA_ASSIGN_OR_RETURN(auto rdma_cm, RdmaCm());
-      out.spec =
-          BuildCdiSpec(options_.driver_name, ref.uid, cdi_inputs, options_.dev_root, rdma_cm);
+      out.spec = BuildCdiSpec(options_.driver_name, ref.uid, cdi_inputs, options_.dev_root,
+                              rdma_cm, PeerRdmaDevices(checkpoint, inventory));
     }
     return out;
   }
 
-  // Re-registers a checkpoint found on disk and writes its spec from the current inventory.
+  // Re-registers a checkpoint found on disk; the caller then writes its spec (RewriteSpec).
   // Returns a warning ("" when none). A claim whose devices cannot be resolved stays known
   // (the kubelet believes it prepared and will unprepare it), keeps its devices reserved by
   // name, has no spec, and fails its prepares with the reason until they come back.
@@ -634,11 +651,6 @@ class ClaimPreparer::Impl {
       Hold(ref.uid, prepared.keys);
       prepared_[ref.uid] = prepared;
     }
-    if (resolved.ok()) {
-      if (Status spec = WriteSpecIfChanged(ref.uid, resolved->spec); !spec.ok()) {
-        problems.push_back(spec.message());
-      }
-    }
     if (problems.empty()) return "";
     std::string out = what + ": ";
     for (size_t i = 0; i < problems.size(); ++i) out += (i ? "; " : "") + problems[i];
@@ -658,17 +670,119 @@ class ClaimPreparer::Impl {
         .WithContext("write CDI spec");
   }
 
-  // A restart in the same boot usually finds the same spec: then nothing is written.
-  Status WriteSpecIfChanged(const std::string& uid, const nlohmann::json& spec) {
+  // A restart in the same boot usually finds the same spec: then nothing is written. `quiet`
+  // when a change is expected (the peers of a claim became known).
+  Status WriteSpecIfChanged(const std::string& uid, const nlohmann::json& spec, bool quiet) {
     if (spec.is_null()) return Status::Ok();
     auto current = cdi_fs_.ReadFile(SpecPath(uid));
     if (current.ok() && *current == spec.dump(2) + "\n") return Status::Ok();
-    if (current.ok()) {
+    if (current.ok() && !quiet) {
       spdlog::warn("CDI spec {} differed from the devices of this node now (renumbered uverbs or "
-                   "rdma_cm?); rewritten. Containers started before keep their old nodes.",
+                   "rdma_cm, or a claim of the same pod no longer prepared?); rewritten. "
+                   "Containers started before keep their old nodes.",
                    cdi_fs_.HostPath(SpecPath(uid)));
     }
     return WriteSpec(uid, spec);
+  }
+
+  // Writes a known claim's spec from the current inventory and the peers prepared now, when it
+  // differs from the file. Nothing for a claim that is not prepared (unprepared meanwhile) or
+  // whose devices are gone; a claim whose devices went since is handled as by Rebuild. Requires
+  // the shared section, not the claim's lock.
+  Status RewriteSpec(const std::string& uid, bool quiet) {
+    ClaimLock claim_lock(*this, uid);
+    ClaimCheckpoint checkpoint;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto it = prepared_.find(uid);
+      if (it == prepared_.end() || !it->second.unavailable.ok()) return Status::Ok();
+      checkpoint = it->second.checkpoint;
+    }
+    auto resolved = Resolve(checkpoint);
+    if (!resolved.ok()) {
+      RemoveSpec(uid);
+      std::lock_guard<std::mutex> lock(mu_);
+      if (auto it = prepared_.find(uid); it != prepared_.end()) {
+        it->second.unavailable = resolved.status();
+      }
+      return resolved.status();
+    }
+    return WriteSpecIfChanged(uid, resolved->spec, quiet);
+  }
+
+ public:
+  // After a prepare call: the claims of the call that are prepared now, and their peers, get
+  // the spec naming the devices of every claim of the pod. Claims prepared concurrently in one
+  // call wrote their specs while some peers were not prepared yet; a claim retried alone after
+  // it failed in its pod's call becomes a peer of the claims that recorded it. Returns the
+  // claims of `uids` whose spec could not be written (their answer must fail: the kubelet's
+  // retry comes back here). Nothing at all (no lock, no I/O) when no claim has a peer, the
+  // usual single-claim call.
+  std::map<std::string, Status> RefreshPodSpecs(const std::vector<std::string>& uids,
+                                                std::chrono::steady_clock::time_point deadline) {
+    std::set<std::string> refresh;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const std::string& uid : uids) {
+        auto it = prepared_.find(uid);
+        if (it == prepared_.end()) continue;
+        std::vector<std::string> peers = PeersLocked(it->second.checkpoint);
+        if (peers.empty()) continue;
+        refresh.insert(uid);
+        refresh.insert(peers.begin(), peers.end());
+      }
+    }
+    std::map<std::string, Status> failed;
+    if (refresh.empty()) return failed;
+    Section section(*this, deadline);
+    for (const std::string& uid : refresh) {
+      Status written = section.status();
+      if (written.ok()) written = RewriteSpec(uid, /*quiet=*/true);
+      if (written.ok()) continue;
+      written = written.WithContext("write the CDI spec naming the EFAs of the pod's other claims");
+      spdlog::warn("claim uid {}: {}", uid, written.message());
+      if (std::find(uids.begin(), uids.end(), uid) != uids.end()) failed[uid] = written;
+    }
+    return failed;
+  }
+
+ private:
+  // Requires mu_. The prepared claims (with their devices available) that are peers of
+  // `checkpoint`'s claim: those it recorded, in their order, then those that recorded it, by
+  // UID. The relation is symmetric so that a claim retried alone after its pod's call failed
+  // for it still names, and is named by, the claims of that call.
+  std::vector<std::string> PeersLocked(const ClaimCheckpoint& checkpoint) const {
+    const std::string& self = checkpoint.claim.uid;
+    std::vector<std::string> out;
+    auto add = [&](const std::string& uid) {
+      auto it = prepared_.find(uid);
+      if (uid == self || it == prepared_.end() || !it->second.unavailable.ok()) return;
+      if (std::find(out.begin(), out.end(), uid) == out.end()) out.push_back(uid);
+    };
+    for (const std::string& uid : checkpoint.peer_claim_uids) add(uid);
+    std::vector<std::string> recorded_by;
+    for (const auto& [uid, prepared] : prepared_) {
+      const auto& theirs = prepared.checkpoint.peer_claim_uids;
+      if (std::find(theirs.begin(), theirs.end(), self) != theirs.end()) recorded_by.push_back(uid);
+    }
+    std::sort(recorded_by.begin(), recorded_by.end());
+    for (const std::string& uid : recorded_by) add(uid);
+    return out;
+  }
+
+  // The RDMA devices of the peers (PeersLocked) as `inventory` has them, in peer order.
+  std::vector<std::string> PeerRdmaDevices(const ClaimCheckpoint& checkpoint,
+                                           const discovery::Inventory& inventory) const {
+    std::vector<std::string> names;
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const std::string& peer : PeersLocked(checkpoint)) {
+      for (const CheckpointDevice& device : prepared_.at(peer).checkpoint.devices) {
+        if (const discovery::EfaDevice* found = FindDevice(device, inventory)) {
+          names.push_back(found->rdma_device);
+        }
+      }
+    }
+    return names;
   }
 
   // The kernel's rdma_cm number, read every time (its minor is dynamic): sysfs first, as for
@@ -800,6 +914,20 @@ std::map<std::string, PrepareResult> ClaimPreparer::Prepare(
   for (const ClaimRef& claim : claims) {
     if (seen.insert(claim.uid).second) unique.push_back(claim);
   }
+  // The claims of one call are the pod's (the kubelet sends one call per pod and driver): each
+  // records the others, whose devices its FI_EFA_IFACE names too (cdi_spec.h). Invalid refs
+  // can never be prepared and are left out.
+  std::vector<std::string> valid_uids;
+  for (const ClaimRef& claim : unique) {
+    if (ValidateClaimRef(claim).ok()) valid_uids.push_back(claim.uid);
+  }
+  auto peers_of = [&](const std::string& uid) {
+    std::vector<std::string> peers;
+    for (const std::string& other : valid_uids) {
+      if (other != uid) peers.push_back(other);
+    }
+    return peers;
+  };
   std::vector<PrepareResult> results(unique.size());
   // Claims of one request are independent: a few workers prepare them concurrently so one slow
   // API GET does not delay the others, without a thread per claim.
@@ -807,13 +935,24 @@ std::map<std::string, PrepareResult> ClaimPreparer::Prepare(
   std::atomic<size_t> next{0};
   auto work = [&] {
     for (size_t i = next++; i < unique.size(); i = next++) {
-      results[i] = impl_->PrepareOne(unique[i], deadline);
+      results[i] = impl_->PrepareOne(unique[i], deadline, peers_of(unique[i].uid));
     }
   };
   std::vector<std::thread> workers;
   for (size_t i = 1; i < std::min(unique.size(), kMaxWorkers); ++i) workers.emplace_back(work);
   work();
   for (auto& worker : workers) worker.join();
+  // Every claim's spec was written with the peers prepared at that moment; now that all are
+  // done, bring each to the full list (a failed claim is not prepared and names nothing).
+  std::vector<std::string> ok_uids;
+  for (size_t i = 0; i < unique.size(); ++i) {
+    if (results[i].status.ok()) ok_uids.push_back(unique[i].uid);
+  }
+  for (auto& [uid, failed] : impl_->RefreshPodSpecs(ok_uids, deadline)) {
+    for (size_t i = 0; i < unique.size(); ++i) {
+      if (unique[i].uid == uid) results[i] = {failed.WithContext("prepare " + Describe(unique[i])), {}};
+    }
+  }
   std::map<std::string, PrepareResult> out;
   for (size_t i = 0; i < unique.size(); ++i) out[unique[i].uid] = std::move(results[i]);
   return out;

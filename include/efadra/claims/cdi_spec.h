@@ -7,7 +7,25 @@
 // /dev/infiniband/rdma_cm (only when the host has it) and FI_EFA_IFACE listing every RDMA
 // device of the claim: a container that gets a subset of the claim's devices sees the other
 // names in the list but not their uverbs nodes, and libibverbs hides devices without a node,
-// so the list only ever narrows libfabric to devices the claim owns.
+// so the list only ever narrows libfabric to devices the container was given.
+//
+// One container with two claims: the runtime applies the edits of every CDI device it injects
+// in order, and for env a later value of a variable replaces an earlier one, so the container
+// sees the FI_EFA_IFACE of whichever claim's device came last. If each claim named only its
+// own devices, libfabric would then ignore the EFAs of the other claims. So the list also names
+// the RDMA devices of the claim's peers, the other claims the kubelet sent in the same
+// NodePrepareResources call (one call per pod and driver, holding all of the pod's claims of
+// this driver not prepared yet): whichever claim's value wins, it names every EFA of the pod.
+// A name whose uverbs node the container lacks is harmless: libibverbs lists only devices whose
+// /dev/infiniband/uverbsN it can stat in the container, and libfabric matches FI_EFA_IFACE
+// only against the devices libibverbs lists, so each container still uses only the EFAs it
+// got. Order: the claim's own devices (allocation order), then the peers' (request order), each
+// name once. The peers are recorded in the checkpoint, so a restarted driver rebuilds the same
+// list from those still prepared, and a peer unprepared later leaves its names behind (the pod
+// is going away; the names are harmless). Limitation: a claim prepared by an earlier call (a
+// claim shared with another pod, or one the kubelet retries alone after it failed in its batch)
+// keeps its own list, and the kubelet does not send it again with the pod's other claims, so a
+// container holding it and another claim may see only one claim's EFAs in FI_EFA_IFACE.
 // cdiVersion is "0.5.0": the lowest version that allows hostPath and device names starting with
 // a digit (claim UIDs often do), so runtimes with older CDI libraries still load it.
 #pragma once
@@ -52,9 +70,11 @@ struct CdiDeviceInput {
 };
 
 // The spec for `devices` (in allocation order). `dev_root` is --dev-root ("/dev");
-// rdma_cm is the host's /dev/infiniband/rdma_cm when present.
+// rdma_cm is the host's /dev/infiniband/rdma_cm when present. `peer_rdma_devices` are the
+// RDMA devices of the claim's peers (see above), appended to FI_EFA_IFACE after the claim's own.
 nlohmann::json BuildCdiSpec(std::string_view driver, std::string_view claim_uid,
                             const std::vector<CdiDeviceInput>& devices, std::string_view dev_root,
-                            const std::optional<HostCharDevice>& rdma_cm);
+                            const std::optional<HostCharDevice>& rdma_cm,
+                            const std::vector<std::string>& peer_rdma_devices = {});
 
 }  // namespace efadra::claims

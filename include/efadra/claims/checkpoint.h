@@ -15,6 +15,13 @@
 // Schema 1 files also stored the spec; they are still read (the identity fields are taken, the
 // stored spec and CDI ids are ignored) and are rewritten in the current schema when next written.
 //
+// A claim prepared in one NodePrepareResources call with other claims (the claims of one pod)
+// also records their UIDs ("peerClaimUids"): its CDI spec's FI_EFA_IFACE names their RDMA
+// devices too (cdi_spec.h says why), and a restarted driver must build the same list. The
+// field is written only when there are peers and is covered by the checksum; a schema 2 file
+// without it (every file an older driver wrote) has no peers and the same checksum as before.
+// A driver older than the field reads a file that has it as corrupt.
+//
 // The file carries a schema version, the node's boot id (a reboot wipes /var/run/cdi, so specs
 // are rewritten when it changes) and a SHA-256 checksum of its content. Pure functions; the
 // preparer does the I/O.
@@ -46,6 +53,8 @@ struct ClaimCheckpoint {
   ClaimRef claim;
   std::string boot_id;
   std::vector<CheckpointDevice> devices;
+  // The other claims of the prepare call that prepared this one, in request order.
+  std::vector<std::string> peer_claim_uids;
   // The schema the content was read in (SerializeCheckpoint always writes the current one).
   int schema_version = kCheckpointSchemaVersion;
 };
