@@ -66,20 +66,42 @@ std::string EnsureImage(const efadra::testing::TempDir& dir) {
   return imported.exit_code == 0 ? "" : "podman import failed: " + imported.output;
 }
 
-TEST(CdiPodmanTest, TheContainerSeesExactlyTheAllocatedEfas) {
-  if (std::string reason = PodmanUnavailableReason(); !reason.empty()) GTEST_SKIP() << reason;
-  efadra::testing::TempDir dir;
-  auto inventory = testing::DiscoverBundled(dir, "p5.48xlarge", /*char_devices=*/true);
+// Why a container with our generated char devices cannot be started here, or "" when it can.
+std::string ContainersUnavailableReason(const efadra::testing::TempDir& dir) {
+  if (std::string reason = PodmanUnavailableReason(); !reason.empty()) return reason;
   struct stat st {};
   if (::stat(dir.Sub("dev/infiniband/uverbs0").c_str(), &st) != 0 || !S_ISCHR(st.st_mode)) {
-    GTEST_SKIP() << "mknod of char devices was refused here (no CAP_MKNOD)";
+    return "mknod of char devices was refused here (no CAP_MKNOD)";
   }
-  if (std::string problem = EnsureImage(dir); !problem.empty()) GTEST_SKIP() << problem;
+  if (std::string problem = EnsureImage(dir); !problem.empty()) return problem;
   // Whether podman can start any container here (cgroups, runtime), before our devices are in
   // play: from here on, a failed run is the CDI spec's fault and fails the test.
   if (CommandResult probe = RunCommand(std::string(kPodman) + " " + kImage + " sh -c :");
       probe.exit_code != 0) {
-    GTEST_SKIP() << "podman cannot start containers here: " << probe.output;
+    return "podman cannot start containers here: " + probe.output;
+  }
+  return "";
+}
+
+// A spec in /var/run/cdi for the life of the object.
+struct SpecFile {
+  SpecFile(const std::string& uid, const nlohmann::json& spec)
+      : path("/var/run/cdi/" + CdiSpecFileName("dra.net", uid)) {
+    std::filesystem::create_directories("/var/run/cdi");
+    efadra::testing::WriteFileOrDie(path, spec.dump(2));
+  }
+  ~SpecFile() { std::filesystem::remove(path); }
+  SpecFile(const SpecFile&) = delete;
+  SpecFile& operator=(const SpecFile&) = delete;
+  const std::string path;
+};
+
+TEST(CdiPodmanTest, TheContainerSeesExactlyTheAllocatedEfas) {
+  if (std::string reason = PodmanUnavailableReason(); !reason.empty()) GTEST_SKIP() << reason;
+  efadra::testing::TempDir dir;
+  auto inventory = testing::DiscoverBundled(dir, "p5.48xlarge", /*char_devices=*/true);
+  if (std::string reason = ContainersUnavailableReason(dir); !reason.empty()) {
+    GTEST_SKIP() << reason;
   }
 
   // Two of the four EFAs on pci0000:55 (uverbs4..7): the container must see these two only.
@@ -93,13 +115,7 @@ TEST(CdiPodmanTest, TheContainerSeesExactlyTheAllocatedEfas) {
   const std::string uid = "e2e" + std::to_string(::getpid()) + "-aaaa-bbbb";
   auto spec = BuildCdiSpec("dra.net", uid, inputs, dir.Sub("dev"), HostCharDevice{10, 58});
   // rdma_cm exists in the generated dev tree only when it was created as a char node.
-  std::filesystem::create_directories("/var/run/cdi");
-  const std::string spec_path = "/var/run/cdi/" + CdiSpecFileName("dra.net", uid);
-  efadra::testing::WriteFileOrDie(spec_path, spec.dump(2));
-  struct RemoveSpec {
-    std::string path;
-    ~RemoveSpec() { std::filesystem::remove(path); }
-  } cleanup{spec_path};
+  SpecFile spec_file(uid, spec);
 
   std::string command = kPodman;
   for (const auto& input : inputs) {
@@ -128,6 +144,74 @@ TEST(CdiPodmanTest, TheContainerSeesExactlyTheAllocatedEfas) {
   EXPECT_EQ(nodes, expected) << run.output;
   EXPECT_EQ(env, "FI_EFA_IFACE=" + inputs[0].device->rdma_device + "," +
                      inputs[1].device->rdma_device);
+}
+
+// One container with a device of each of two claims. The runtime applies both specs' edits and
+// the later FI_EFA_IFACE replaces the earlier: with per-claim lists the container would be told
+// only one claim's EFA. With each list naming the other claim's devices (what the preparer
+// writes for the claims of one pod) the value is the union, whichever device comes last.
+TEST(CdiPodmanTest, TwoClaimsInOneContainerGetTheUnionOfTheirEfas) {
+  if (std::string reason = PodmanUnavailableReason(); !reason.empty()) GTEST_SKIP() << reason;
+  efadra::testing::TempDir dir;
+  auto inventory = testing::DiscoverBundled(dir, "p5.48xlarge", /*char_devices=*/true);
+  if (std::string reason = ContainersUnavailableReason(dir); !reason.empty()) {
+    GTEST_SKIP() << reason;
+  }
+  std::vector<CdiDeviceInput> efas;
+  for (const auto& d : inventory->devices) {
+    if (d.pcie_root == "pci0000:66" && efas.size() < 2) {
+      efas.push_back({slices::DeviceName(d.pci_address), &d, std::nullopt});
+    }
+  }
+  ASSERT_EQ(efas.size(), 2u);
+  const std::string a_rdma = efas[0].device->rdma_device, b_rdma = efas[1].device->rdma_device;
+  const std::string tag = std::to_string(::getpid());
+  const std::string a_uid = "e2e" + tag + "-claim-a", b_uid = "e2e" + tag + "-claim-b";
+
+  // The FI_EFA_IFACE and the uverbs nodes the container gets with devices `ids`, in order.
+  auto run = [&](const std::vector<std::string>& ids, std::set<std::string>* nodes) {
+    std::string command = kPodman;
+    for (const std::string& id : ids) command += " --device " + id;
+    command += std::string(" ") + kImage +
+               " sh -c 'ls /dev/infiniband; env | grep ^FI_EFA_IFACE='";
+    CommandResult result = RunCommand(command);
+    EXPECT_EQ(result.exit_code, 0) << command << "\n" << result.output;
+    std::string env;
+    std::istringstream lines(result.output);
+    for (std::string line; std::getline(lines, line);) {
+      if (line.rfind("FI_EFA_IFACE=", 0) == 0) env = line.substr(13);
+      if (line.rfind("uverbs", 0) == 0 && nodes != nullptr) nodes->insert(line);
+    }
+    return env;
+  };
+  const std::string a_id = CdiDeviceId("dra.net", a_uid, efas[0].device_name);
+  const std::string b_id = CdiDeviceId("dra.net", b_uid, efas[1].device_name);
+  {
+    // Lists of their own claim only: the last device's spec wins (why peers are needed).
+    SpecFile a(a_uid, BuildCdiSpec("dra.net", a_uid, {efas[0]}, dir.Sub("dev"), std::nullopt));
+    SpecFile b(b_uid, BuildCdiSpec("dra.net", b_uid, {efas[1]}, dir.Sub("dev"), std::nullopt));
+    const std::string a_then_b = run({a_id, b_id}, nullptr);
+    const std::string b_then_a = run({b_id, a_id}, nullptr);
+    EXPECT_TRUE((a_then_b == a_rdma || a_then_b == b_rdma) && b_then_a != a_then_b)
+        << "the runtime should keep one claim's value, the later one: " << a_then_b << " / "
+        << b_then_a;
+  }
+  SpecFile a(a_uid, BuildCdiSpec("dra.net", a_uid, {efas[0]}, dir.Sub("dev"), std::nullopt,
+                                 {b_rdma}));
+  SpecFile b(b_uid, BuildCdiSpec("dra.net", b_uid, {efas[1]}, dir.Sub("dev"), std::nullopt,
+                                 {a_rdma}));
+  std::set<std::string> nodes;
+  const std::string a_then_b = run({a_id, b_id}, &nodes);
+  const std::string b_then_a = run({b_id, a_id}, nullptr);
+  for (const std::string& value : {a_then_b, b_then_a}) {
+    EXPECT_TRUE(value == a_rdma + "," + b_rdma || value == b_rdma + "," + a_rdma) << value;
+  }
+  EXPECT_EQ(nodes, (std::set<std::string>{efas[0].device->UverbsName(),
+                                          efas[1].device->UverbsName()}));
+  // A container with only claim a's device is told about b's EFA but has no node for it.
+  std::set<std::string> only_a;
+  EXPECT_EQ(run({a_id}, &only_a), a_rdma + "," + b_rdma);
+  EXPECT_EQ(only_a, std::set<std::string>{efas[0].device->UverbsName()});
 }
 
 }  // namespace

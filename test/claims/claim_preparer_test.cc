@@ -131,6 +131,23 @@ class ClaimPreparerTest : public ::testing::Test {
     return nodes;
   }
 
+  // The FI_EFA_IFACE value a claim's spec sets, or a description of what is wrong.
+  std::string IfaceOf(const std::string& uid) const {
+    auto spec = nlohmann::json::parse(efadra::testing::ReadFileOrEmpty(SpecPath(uid)), nullptr,
+                                      false);
+    if (spec.is_discarded() || !spec.is_object()) return "unreadable spec " + SpecPath(uid);
+    std::string value = "no FI_EFA_IFACE in " + SpecPath(uid);
+    for (const auto& env : spec["containerEdits"].value("env", nlohmann::json::array())) {
+      const std::string entry = env.get<std::string>();
+      if (entry.rfind("FI_EFA_IFACE=", 0) == 0) value = entry.substr(13);
+    }
+    return value;
+  }
+
+  std::string RdmaOf(const std::string& device_name) const {
+    return DeviceNamed(device_name).rdma_device;
+  }
+
   static std::string NodeOf(const discovery::EfaDevice& d) {
     return "/dev/infiniband/" + d.UverbsName() + " " + std::to_string(d.uverbs_dev.major) + ":" +
            std::to_string(d.uverbs_dev.minor);
@@ -240,6 +257,129 @@ TEST_F(ClaimPreparerTest, ARepeatAnswersTheSameWithoutWritesOrApiCalls) {
   EXPECT_EQ(again.devices[0].cdi_device_ids, first.devices[0].cdi_device_ids);
   EXPECT_EQ(cdi_->writes() + state_->writes(), writes);
   EXPECT_EQ(ClaimGets(), gets);
+}
+
+// One pod, one container, two claims: the runtime keeps only the last CDI device's
+// FI_EFA_IFACE, so every claim of the call names the devices of all of them (its own first).
+// The claims are prepared concurrently; b's GET is held back a second (a 429 with
+// Retry-After), so a and c wrote their specs before b was prepared: the lists must be complete
+// when Prepare returns all the same. Each spec still injects only its own claim's nodes.
+TEST_F(ClaimPreparerTest, ClaimsOfOneCallNameEachOthersEfasOwnFirst) {
+  const std::vector<std::string> root = DevicesOfRoot("pci0000:44");
+  ClaimRef a = PutClaim("a", "uid-pod-a", {{"efa", root[0]}, {"efa", root[1]}});
+  ClaimRef b = PutClaim("b", "uid-pod-b", {{"efa", root[2]}});
+  ClaimRef c = PutClaim("c", "uid-pod-c", {{"efa", root[3]}});
+  server_.FailNext(1, 429, 1, "GET", "/apis/resource.k8s.io/v1/namespaces/train/resourceclaims/b");
+  auto results = preparer_->Prepare({a, b, c});
+  for (const auto& [uid, result] : results) ASSERT_TRUE(result.status.ok()) << uid;
+  const std::string ra0 = RdmaOf(root[0]), ra1 = RdmaOf(root[1]), rb = RdmaOf(root[2]),
+                    rc = RdmaOf(root[3]);
+  EXPECT_EQ(IfaceOf(a.uid), ra0 + "," + ra1 + "," + rb + "," + rc);
+  EXPECT_EQ(IfaceOf(b.uid), rb + "," + ra0 + "," + ra1 + "," + rc);
+  EXPECT_EQ(IfaceOf(c.uid), rc + "," + ra0 + "," + ra1 + "," + rb);
+  EXPECT_EQ(SpecNodes(b.uid).front(), NodeOf(DeviceNamed(root[2])));
+  for (const std::string& node : SpecNodes(b.uid)) {
+    EXPECT_EQ(node.find(DeviceNamed(root[0]).UverbsName() + " "), std::string::npos) << node;
+  }
+  // The checkpoints record the peers in request order.
+  auto checkpoint = ParseCheckpoint(efadra::testing::ReadFileOrEmpty(CheckpointPath(b.uid)), "b");
+  ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().ToString();
+  EXPECT_EQ(checkpoint->peer_claim_uids, (std::vector<std::string>{a.uid, c.uid}));
+}
+
+// The usual call holds one claim: its own devices only, and not a single write more than the
+// checkpoint and the spec.
+TEST_F(ClaimPreparerTest, ASingleClaimNamesOnlyItsOwnEfasWithNoExtraWrite) {
+  const std::vector<std::string> root = DevicesOfRoot("pci0000:55");
+  ClaimRef ref = PutClaim("alone", "uid-alone", {{"efa", root[0]}, {"efa", root[1]}});
+  const int cdi_writes = cdi_->writes(), state_writes = state_->writes();
+  ASSERT_TRUE(PrepareOne(ref).status.ok());
+  EXPECT_EQ(IfaceOf(ref.uid), RdmaOf(root[0]) + "," + RdmaOf(root[1]));
+  EXPECT_EQ(cdi_->writes() - cdi_writes, 1);
+  EXPECT_EQ(state_->writes() - state_writes, 1);
+  EXPECT_EQ(efadra::testing::ReadFileOrEmpty(CheckpointPath(ref.uid)).find("peerClaimUids"),
+            std::string::npos);
+}
+
+// A restarted driver rebuilds every spec from the checkpoints: the lists must stay the union,
+// whatever order the checkpoint files are listed in.
+TEST_F(ClaimPreparerTest, ARestartKeepsTheUnionOfThePodsClaims) {
+  const std::vector<std::string> root = DevicesOfRoot("pci0000:66");
+  ClaimRef a = PutClaim("a", "uid-restart-a", {{"efa", root[0]}});
+  ClaimRef b = PutClaim("b", "uid-restart-b", {{"efa", root[1]}});
+  auto results = preparer_->Prepare({a, b});
+  for (const auto& [uid, result] : results) ASSERT_TRUE(result.status.ok()) << uid;
+  const std::string a_list = RdmaOf(root[0]) + "," + RdmaOf(root[1]);
+  const std::string b_list = RdmaOf(root[1]) + "," + RdmaOf(root[0]);
+  ASSERT_EQ(IfaceOf(a.uid), a_list);
+  ASSERT_EQ(IfaceOf(b.uid), b_list);
+
+  // Same boot, specs present: nothing differs, nothing is written.
+  const int cdi_writes = cdi_->writes();
+  std::vector<std::string> warnings;
+  preparer_ = NewPreparer("boot-1", &warnings);
+  EXPECT_TRUE(warnings.empty()) << warnings.front();
+  EXPECT_EQ(cdi_->writes(), cdi_writes);
+  // /var/run/cdi wiped (a reboot): both rebuilt from the checkpoints alone.
+  std::filesystem::remove(SpecPath(a.uid));
+  std::filesystem::remove(SpecPath(b.uid));
+  preparer_ = NewPreparer("boot-2", &warnings);
+  EXPECT_TRUE(warnings.empty()) << warnings.front();
+  EXPECT_EQ(IfaceOf(a.uid), a_list);
+  EXPECT_EQ(IfaceOf(b.uid), b_list);
+
+  // A peer unprepared later leaves its name in the other spec (harmless, the pod is going), and
+  // the next restart builds the list from the claims still prepared.
+  ASSERT_TRUE(preparer_->Unprepare({b})[b.uid].ok());
+  EXPECT_EQ(IfaceOf(a.uid), a_list);
+  preparer_ = NewPreparer("boot-2");
+  EXPECT_EQ(IfaceOf(a.uid), RdmaOf(root[0]));
+}
+
+// A claim that fails in the call contributes nothing; once the kubelet retries it alone and it
+// is prepared, it and the claim prepared before name each other (the first one recorded it).
+TEST_F(ClaimPreparerTest, AFailedClaimOfTheCallIsNotNamedUntilItsRetrySucceeds) {
+  const std::vector<std::string> root = DevicesOfRoot("pci0000:77");
+  ClaimRef good = PutClaim("good", "uid-batch-good", {{"efa", root[0]}});
+  ClaimRef late = {"train", "late", "uid-batch-late"};  // not in the API yet: its GET fails
+  auto results = preparer_->Prepare({good, late});
+  ASSERT_TRUE(results[good.uid].status.ok()) << results[good.uid].status.ToString();
+  ASSERT_EQ(results[late.uid].status.code(), StatusCode::kNotFound);
+  EXPECT_EQ(IfaceOf(good.uid), RdmaOf(root[0]));
+  EXPECT_FALSE(std::filesystem::exists(SpecPath(late.uid)));
+
+  PutClaim("late", late.uid, {{"efa", root[1]}});
+  ASSERT_TRUE(PrepareOne(late).status.ok());
+  EXPECT_EQ(IfaceOf(late.uid), RdmaOf(root[1]) + "," + RdmaOf(root[0]));
+  EXPECT_EQ(IfaceOf(good.uid), RdmaOf(root[0]) + "," + RdmaOf(root[1]));
+  preparer_ = NewPreparer("boot-1");
+  EXPECT_EQ(IfaceOf(late.uid), RdmaOf(root[1]) + "," + RdmaOf(root[0]));
+  EXPECT_EQ(IfaceOf(good.uid), RdmaOf(root[0]) + "," + RdmaOf(root[1]));
+}
+
+// The pass that completes the lists writes specs too: when it cannot, the claim fails (naming
+// it) rather than answer with a list that misses the pod's other EFAs, and the kubelet's retry
+// completes it.
+TEST_F(ClaimPreparerTest, ASpecTheListCannotBeCompletedInFailsTheClaimUntilARetry) {
+  const std::vector<std::string> root = DevicesOfRoot("pci0000:88");
+  ClaimRef a = PutClaim("a", "uid-full-a", {{"efa", root[0]}});
+  ClaimRef b = PutClaim("b", "uid-full-b", {{"efa", root[1]}});
+  // a's first spec is written before b is prepared; its second write, the pass's, fails.
+  server_.FailNext(1, 429, 1, "GET", "/apis/resource.k8s.io/v1/namespaces/train/resourceclaims/b");
+  cdi_->FailWrites(CdiSpecFileName(kDriver, a.uid), InternalError("injected: tmpfs full"),
+                   /*pass_first=*/1);
+  auto failed = preparer_->Prepare({a, b});
+  ASSERT_FALSE(failed[a.uid].status.ok());
+  EXPECT_NE(failed[a.uid].status.message().find("train/a"), std::string::npos)
+      << failed[a.uid].status.message();
+  EXPECT_NE(failed[a.uid].status.message().find("other claims"), std::string::npos)
+      << failed[a.uid].status.message();
+  EXPECT_TRUE(failed[b.uid].status.ok()) << failed[b.uid].status.ToString();
+  cdi_->ClearFailures();
+  auto retried = preparer_->Prepare({a});
+  ASSERT_TRUE(retried[a.uid].status.ok()) << retried[a.uid].status.ToString();
+  EXPECT_EQ(IfaceOf(a.uid), RdmaOf(root[0]) + "," + RdmaOf(root[1]));
+  EXPECT_EQ(IfaceOf(b.uid), RdmaOf(root[1]) + "," + RdmaOf(root[0]));
 }
 
 TEST_F(ClaimPreparerTest, ThirtyTwoDevicesInOneClaim) {

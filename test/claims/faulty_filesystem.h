@@ -19,11 +19,13 @@ class FaultyFilesystem final : public core::Filesystem {
  public:
   explicit FaultyFilesystem(core::Filesystem& real) : real_(real) {}
 
-  // Writes, removals and directory syncs of paths containing `substring` fail with `status` until cleared.
-  void FailWrites(const std::string& substring, Status status) {
+  // Writes, removals and directory syncs of paths containing `substring` fail with `status` until cleared;
+  // the first `pass_first` of them still succeed.
+  void FailWrites(const std::string& substring, Status status, int pass_first = 0) {
     std::lock_guard<std::mutex> lock(mu_);
     fail_substring_ = substring;
     fail_status_ = std::move(status);
+    pass_first_ = pass_first;
   }
   void ClearFailures() { FailWrites("", Status::Ok()); }
 
@@ -94,6 +96,10 @@ class FaultyFilesystem final : public core::Filesystem {
     if (fail_substring_.empty() || path.find(fail_substring_) == std::string_view::npos) {
       return Status::Ok();
     }
+    if (pass_first_ > 0) {
+      --pass_first_;
+      return Status::Ok();
+    }
     return fail_status_.WithContext(std::string(path));
   }
 
@@ -111,6 +117,7 @@ class FaultyFilesystem final : public core::Filesystem {
   CrashWhen crash_when_ = CrashWhen::kBeforeWrite;  // guarded by mu_
   std::string fail_substring_;  // guarded by mu_
   Status fail_status_;          // guarded by mu_
+  mutable int pass_first_ = 0;  // guarded by mu_
   std::vector<Write> write_log_;  // guarded by mu_
   std::atomic<int> writes_{0};
   std::atomic<int> removals_{0};
