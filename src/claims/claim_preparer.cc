@@ -950,7 +950,8 @@ std::map<std::string, PrepareResult> ClaimPreparer::Prepare(
   }
   for (auto& [uid, failed] : impl_->RefreshPodSpecs(ok_uids, deadline)) {
     for (size_t i = 0; i < unique.size(); ++i) {
-      if (unique[i].uid == uid) results[i] = {failed.WithContext("prepare " + Describe(unique[i])), {}};
+      if (unique[i].uid != uid) continue;
+      results[i] = {failed.WithContext("prepare " + Describe(unique[i])), {}};
     }
   }
   std::map<std::string, PrepareResult> out;

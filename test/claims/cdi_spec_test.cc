@@ -103,5 +103,26 @@ TEST(CdiSpec, AClaimWithNoDevicesSetsNoEmptyFiEfaIface) {
   EXPECT_FALSE(spec["containerEdits"].contains("env")) << spec.dump();
 }
 
+// The peers' RDMA devices follow the claim's own, each name once (two shares of one EFA, or a
+// peer that holds a share of the same EFA, name it once); devices and nodes stay the claim's.
+TEST(CdiSpec, FiEfaIfaceListsOwnDevicesThenThePeersOnce) {
+  discovery::EfaDevice a, b;
+  a.rdma_device = "rdmap79s0";
+  a.uverbs_dev = {231, 192};
+  b.rdma_device = "rdmap80s0";
+  b.uverbs_dev = {231, 193};
+  const std::vector<CdiDeviceInput> own = {{"pci-0000-4f-00-0", &a, "share-1"},
+                                           {"pci-0000-4f-00-0", &a, "share-2"},
+                                           {"pci-0000-50-00-0", &b, std::nullopt}};
+  auto alone = BuildCdiSpec("dra.net", "u3", own, "/dev", std::nullopt);
+  EXPECT_EQ(alone["containerEdits"]["env"],
+            nlohmann::json::array({"FI_EFA_IFACE=rdmap79s0,rdmap80s0"}));
+  auto spec = BuildCdiSpec("dra.net", "u3", own, "/dev", std::nullopt,
+                           {"rdmap99s0", "rdmap80s0", "rdmap81s0", "rdmap99s0"});
+  EXPECT_EQ(spec["containerEdits"]["env"],
+            nlohmann::json::array({"FI_EFA_IFACE=rdmap79s0,rdmap80s0,rdmap99s0,rdmap81s0"}));
+  EXPECT_EQ(spec["devices"], alone["devices"]) << "peers add no device and no node";
+}
+
 }  // namespace
 }  // namespace efadra::claims

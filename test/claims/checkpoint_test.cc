@@ -77,6 +77,41 @@ TEST(CheckpointTest, ReadsSchemaOne) {
   EXPECT_EQ(damaged.status().code(), StatusCode::kDataLoss);
 }
 
+// The claims prepared in the same call are recorded, in order, and guarded by the checksum.
+TEST(CheckpointTest, RoundTripsThePeersOfTheCall) {
+  ClaimCheckpoint in = Sample();
+  in.peer_claim_uids = {"uid-peer-b", "uid-peer-a"};
+  const std::string content = SerializeCheckpoint(in);
+  auto out = ParseCheckpoint(content, "x.json");
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  EXPECT_EQ(out->peer_claim_uids, in.peer_claim_uids);
+  std::string swapped = content;
+  swapped.replace(swapped.find("uid-peer-b"), 10, "uid-peer-c");
+  EXPECT_EQ(ParseCheckpoint(swapped, "x.json").status().code(), StatusCode::kDataLoss);
+  // Without peers the field is not written at all: such a file is what older drivers wrote.
+  EXPECT_EQ(SerializeCheckpoint(Sample()).find("peerClaimUids"), std::string::npos);
+}
+
+// A schema 2 file written before peers were recorded (by that version of SerializeCheckpoint):
+// it still parses, with no peers, and its checksum still guards it.
+TEST(CheckpointTest, ReadsSchemaTwoFromBeforePeers) {
+  const std::string path = efadra::testing::TestDataDir() +
+                           "/checkpoints/schema2-before-peers-pci-0000-4f-00-0.json";
+  const std::string content = efadra::testing::ReadFileOrEmpty(path);
+  ASSERT_FALSE(content.empty()) << path;
+  auto parsed = ParseCheckpoint(content, path);
+  ASSERT_TRUE(parsed.ok()) << parsed.status().ToString();
+  EXPECT_EQ(parsed->schema_version, 2);
+  EXPECT_EQ(parsed->claim.uid, "5c4b3a29-0000-4000-8000-000000000002");
+  ASSERT_EQ(parsed->devices.size(), 1u);
+  EXPECT_EQ(parsed->devices[0].pci_address, "0000:4f:00.0");
+  EXPECT_TRUE(parsed->peer_claim_uids.empty());
+  EXPECT_EQ(SerializeCheckpoint(*parsed), content) << "rewritten byte for byte";
+  std::string flipped = content;
+  flipped.replace(flipped.find("worker-0-efa"), 12, "worker-1-efa");
+  EXPECT_EQ(ParseCheckpoint(flipped, path).status().code(), StatusCode::kDataLoss);
+}
+
 TEST(CheckpointTest, RejectsDamage) {
   const std::string good = SerializeCheckpoint(Sample());
   struct Case {
@@ -96,7 +131,16 @@ TEST(CheckpointTest, RejectsDamage) {
   no_address.replace(no_address.find("\"pciAddress\": \"0000:10:1b.0\""), 28, "\"pciAddress\": \"\"");
   std::string typed = good;
   typed.replace(typed.find("\"shareId\": \"share-1\""), 20, "\"shareId\": 7");
+  ClaimCheckpoint with_peers = Sample();
+  with_peers.peer_claim_uids = {"uid-peer"};
+  const std::string peers_good = SerializeCheckpoint(with_peers);
+  std::string peers_typed = peers_good;
+  peers_typed.replace(peers_typed.find("\"uid-peer\""), 10, "7");
+  std::string peers_empty = peers_good;
+  peers_empty.replace(peers_empty.find("\"uid-peer\""), 10, "\"\"");
   const std::vector<Case> cases = {
+      {"a peer that is no string", peers_typed, StatusCode::kDataLoss},
+      {"an empty peer UID", peers_empty, StatusCode::kDataLoss},
       {"a changed value", flipped, StatusCode::kDataLoss},
       {"a changed admin flag", admin_flipped, StatusCode::kDataLoss},
       {"truncated", good.substr(0, good.size() / 2), StatusCode::kDataLoss},

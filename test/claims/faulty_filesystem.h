@@ -19,8 +19,8 @@ class FaultyFilesystem final : public core::Filesystem {
  public:
   explicit FaultyFilesystem(core::Filesystem& real) : real_(real) {}
 
-  // Writes, removals and directory syncs of paths containing `substring` fail with `status` until cleared;
-  // the first `pass_first` of them still succeed.
+  // Writes, removals and directory syncs of paths containing `substring` fail with `status`
+  // until cleared; the first `pass_first` of them still succeed.
   void FailWrites(const std::string& substring, Status status, int pass_first = 0) {
     std::lock_guard<std::mutex> lock(mu_);
     fail_substring_ = substring;
