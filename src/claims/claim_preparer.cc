@@ -546,8 +546,6 @@ class ClaimPreparer::Impl {
     Resolved out;
     std::vector<CdiDeviceInput> cdi_inputs;
     for (const CheckpointDevice& device : checkpoint.devices) {
-      // By PCI address, the identity that survives renumbering; a schema-1 file has only the
-      // name, which is derived from the address anyway.
       const discovery::EfaDevice* found = FindDevice(device, inventory);
       const std::string what =
           "device " + device.device_name +

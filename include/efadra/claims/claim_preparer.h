@@ -28,6 +28,16 @@
 // reserved, for this process and its twin. CheckStateDir() reports whether the state
 // directory can be written (for /healthz).
 //
+// The claims of one Prepare call are one pod's (the kubelet sends one call per pod and driver):
+// each checkpoint records the others, and each spec's FI_EFA_IFACE names the RDMA devices of
+// every claim of the call that is prepared (cdi_spec.h says why a container with two claims
+// needs that). Claims of a call are prepared concurrently, so after all are done the specs
+// written before a peer was prepared are completed; when Prepare returns, every claim it
+// answers OK has its complete list (a claim whose list could not be written fails, and the
+// kubelet's retry completes it). A single-claim call without recorded peers writes nothing
+// more. Start rebuilds the lists from the peers still prepared; an unprepare leaves the names
+// in the other specs.
+//
 // Errors are per claim (PrepareResult::status); one bad claim never fails the others.
 // Thread-safe.
 #pragma once
