@@ -608,6 +608,75 @@ def extended_resource():
     return "; ".join(results)
 
 
+def cdi_spec_iface(claim_uid):
+    """The FI_EFA_IFACE list of our CDI spec for a claim (None when there is no spec or no value)."""
+    for name in os.listdir(f"{WORK}/cdi"):
+        if name.startswith(DRIVER) and name.endswith(f"_{claim_uid}.json"):
+            with open(f"{WORK}/cdi/{name}") as f:
+                spec = json.load(f)
+            for env in spec.get("containerEdits", {}).get("env", []):
+                if env.startswith("FI_EFA_IFACE="):
+                    return env[len("FI_EFA_IFACE="):].split(",")
+    return None
+
+
+@scenario("two-efa-claims-in-one-container")
+def two_efa_claims_in_one_container():
+    """One container lists two claims of one EFA each. containerd applies both claims' CDI edits
+    and keeps the later FI_EFA_IFACE, so each claim's spec names the EFAs of both (its own
+    first): the container sees both uverbs nodes and FI_EFA_IFACE names both RDMA devices."""
+    templates = [{
+        "apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaimTemplate",
+        "metadata": {"name": f"e2e-iface-{x}"},
+        "spec": {"spec": {"devices": {"requests": [
+            {"name": "efa", "exactly": {"deviceClassName": "efa.networking.k8s.aws", "count": 1}}]}}},
+    } for x in ("a", "b")]
+    name = "two-efa-claims"
+    manifest = {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {
+            "terminationGracePeriodSeconds": 1,
+            "resourceClaims": [{"name": f"efa-{x}", "resourceClaimTemplateName": f"e2e-iface-{x}"}
+                               for x in ("a", "b")],
+            "containers": [{"name": "c", "image": "localhost/efa-e2e/busybox:1",
+                            "command": ["sh", "-c", "echo FI_EFA_IFACE=$FI_EFA_IFACE; sleep infinity"],
+                            "resources": {"claims": [{"name": "efa-a"}, {"name": "efa-b"}]}}],
+        },
+    }
+    apply(templates)
+    try:
+        apply([manifest])
+        p = wait_pod_phase(name)
+        claims = {x: claim_of(p, f"efa-{x}") for x in ("a", "b")}
+        devices = {x: allocated(c) for x, c in claims.items()}
+        for x in ("a", "b"):
+            check(len(devices[x]) == 1, f"claim efa-{x}: one EFA asked, {devices[x]} allocated")
+        both = devices["a"] + devices["b"]
+        check(devices["a"] != devices["b"], f"both claims got {both}")
+        seen = expect_container_has(name, "c", both)
+        published = published_devices()
+        rdma = {x: attribute(published[devices[x][0]], "dra.net/rdmaDevice") for x in ("a", "b")}
+        log = wait_for(f"{name} printed FI_EFA_IFACE",
+                       lambda: (lambda out: out if "FI_EFA_IFACE=" in out else None)(
+                           kubectl("logs", name, "-c", "c").stdout), 60)
+        iface = re.search(r"FI_EFA_IFACE=(\S*)", log).group(1).split(",")
+        check(sorted(iface) == sorted(rdma.values()),
+              f"the container's FI_EFA_IFACE is {iface}, its claims' RDMA devices are {rdma}")
+        specs = {}
+        for x, other in (("a", "b"), ("b", "a")):
+            listed = cdi_spec_iface(claims[x]["metadata"]["uid"])
+            check(listed == [rdma[x], rdma[other]],
+                  f"claim efa-{x}'s CDI spec lists FI_EFA_IFACE {listed}, expected own first: "
+                  f"{[rdma[x], rdma[other]]}")
+            specs[x] = ",".join(listed)
+        check_no_shared_nodes()
+        return (f"claims efa-a {devices['a']}, efa-b {devices['b']}; the container sees {seen} and "
+                f"FI_EFA_IFACE={','.join(iface)}; specs: a {specs['a']}, b {specs['b']}")
+    finally:
+        delete([manifest])
+        delete(templates)
+
+
 @scenario("all-efas-of-one-gpu-root")
 def all_efas_of_one_gpu_root():
     """allocationMode All together with a GPU and matchAttribute pcieRoot: All means every EFA
@@ -1254,7 +1323,7 @@ def helm_uninstall():
 ORDER = [
     "slices-and-deviceclass", "example-single-efa", "example-shared-claim", "example-gpu-aligned",
     "example-all-efas", "all-efas-of-one-gpu-root", "status-shows-which-pod-holds-which-efa",
-    "device-plugin-style-extended-resource",
+    "device-plugin-style-extended-resource", "two-efa-claims-in-one-container",
     "resilience-kill-9-driver", "resilience-delete-driver-pod", "resilience-kubelet-restart",
     "resilience-containerd-restart", "resilience-helm-upgrade-surge",
     "chart-lint-and-server-dry-run", "admission-policy-by-behaviour",
