@@ -17,15 +17,17 @@
 // NodePrepareResources call (one call per pod and driver, holding all of the pod's claims of
 // this driver not prepared yet): whichever claim's value wins, it names every EFA of the pod.
 // A name whose uverbs node the container lacks is harmless: libibverbs lists only devices whose
-// /dev/infiniband/uverbsN it can stat in the container, and libfabric matches FI_EFA_IFACE
-// only against the devices libibverbs lists, so each container still uses only the EFAs it
-// got. Order: the claim's own devices (allocation order), then the peers' (request order), each
-// name once. The peers are recorded in the checkpoint, so a restarted driver rebuilds the same
-// list from those still prepared, and a peer unprepared later leaves its names behind (the pod
-// is going away; the names are harmless). Limitation: a claim prepared by an earlier call (a
-// claim shared with another pod, or one the kubelet retries alone after it failed in its batch)
-// keeps its own list, and the kubelet does not send it again with the pod's other claims, so a
-// container holding it and another claim may see only one claim's EFAs in FI_EFA_IFACE.
+// /dev/infiniband/uverbsN exists in the container (rdma-core's device scan stat()s each node
+// and skips the device when that fails), and libfabric matches FI_EFA_IFACE only against the
+// devices libibverbs lists, so each container still uses only the EFAs it got.
+// Order: the claim's own devices (allocation order), then the peers' (request order), each name
+// once. The peers are recorded in the checkpoint, so a restarted driver rebuilds the list from
+// those still prepared; a peer unprepared later leaves its names behind (the pod is going away,
+// the names are harmless). A claim the kubelet retries alone after it failed in its pod's call
+// joins the lists of the claims that recorded it (the preparer treats peers as symmetric).
+// Limitation: a claim prepared earlier for another pod (a shared claim) is not in the new pod's
+// call, so it keeps its own list and the new pod's claims do not name its devices: a container
+// holding it and a claim of its own may see only one claim's EFAs in FI_EFA_IFACE.
 // cdiVersion is "0.5.0": the lowest version that allows hostPath and device names starting with
 // a digit (claim UIDs often do), so runtimes with older CDI libraries still load it.
 #pragma once
