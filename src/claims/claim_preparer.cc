@@ -714,7 +714,7 @@ class ClaimPreparer::Impl {
   // call wrote their specs while some peers were not prepared yet; a claim retried alone after
   // it failed in its pod's call becomes a peer of the claims that recorded it. Returns the
   // claims of `uids` whose spec could not be written (their answer must fail: the kubelet's
-  // retry comes back here). Nothing at all (no lock, no I/O) when no claim has a peer, the
+  // retry comes back here). No shared lock and no I/O when no claim has a peer, the
   // usual single-claim call.
   std::map<std::string, Status> RefreshPodSpecs(const std::vector<std::string>& uids,
                                                 std::chrono::steady_clock::time_point deadline) {
