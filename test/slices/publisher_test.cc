@@ -323,9 +323,12 @@ TEST_F(PublisherTest, SlicesLeftByADriverThatIsGoneAreReplacedAfterTheGrace) {
   registered = false;
   // DRANET's slice lists the same devices, so "converged" alone would hold from the start.
   EXPECT_TRUE(WaitFor([&] {
+    // Read the store once: between the delete of DRANET's slice and the create of ours the
+    // store is empty, and Converged() reads a snapshot of its own.
     const auto stored = server_.ResourceSlices();
-    return Converged(testing::P4dInventory()) &&
-           stored[0]["metadata"]["managedFields"][0]["manager"] == kFieldManager;
+    return stored.size() == 1 &&
+           stored[0]["metadata"]["managedFields"][0]["manager"] == kFieldManager &&
+           Converged(testing::P4dInventory());
   }));
   EXPECT_TRUE(publisher.State().foreign_slices.empty());
   EXPECT_GT(server_.ResourceSlices()[0]["spec"]["pool"]["generation"].get<int64_t>(), 7);
