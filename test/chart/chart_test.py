@@ -192,6 +192,22 @@ class DefaultRender(unittest.TestCase):
         env = {e["name"]: e.get("value") for e in one(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
         self.assertEqual(env["EFA_DRA_CLAIM_DEVICE_STATUS"], "false")
 
+    def test_sharing_is_off_by_default_and_passed_to_the_driver(self):
+        def env_of(docs):
+            container = one(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]
+            return {e["name"]: e.get("value") for e in container["env"]}
+        env = env_of(self.docs)
+        self.assertEqual(env["EFA_DRA_ALLOW_MULTIPLE_ALLOCATIONS"], "false")
+        self.assertEqual(env["EFA_DRA_SHARES_PER_DEVICE"], "2")
+        docs, _ = render("--set", "sharing.allowMultipleAllocations=true",
+                         "--set", "sharing.sharesPerDevice=4")
+        env = env_of(docs)
+        self.assertEqual(env["EFA_DRA_ALLOW_MULTIPLE_ALLOCATIONS"], "true")
+        self.assertEqual(env["EFA_DRA_SHARES_PER_DEVICE"], "4")
+        refused = render("--set", "sharing.sharesPerDevice=0", expect_ok=False)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("sharesPerDevice", refused.stderr)
+
     def test_device_class_selects_efa_devices_of_the_driver(self):
         device_class = one(self.docs, "DeviceClass")
         self.assertEqual(device_class["metadata"]["name"], "efa.networking.k8s.aws")

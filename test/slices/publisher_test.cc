@@ -334,6 +334,49 @@ TEST_F(PublisherTest, SlicesLeftByADriverThatIsGoneAreReplacedAfterTheGrace) {
   EXPECT_GT(server_.ResourceSlices()[0]["spec"]["pool"]["generation"].get<int64_t>(), 7);
 }
 
+// With sharing on, the API server (DRAConsumableCapacity on) keeps what is published and the
+// pool is written once.
+TEST_F(PublisherTest, SharedDevicesArePublishedAndStayWritten) {
+  FakeNode node(testing::P4dInventory());
+  PublisherOptions options = Options();
+  options.shares_per_device = 2;
+  Publisher& publisher = StartPublisher(node, options);
+  ASSERT_TRUE(WaitFor([&] { return publisher.FirstPublishDone(); }));
+  const uint64_t writes = publisher.State().writes;
+  const uint64_t scans = publisher.State().scans;
+  ASSERT_TRUE(WaitFor([&] { return publisher.State().scans >= scans + 10; }));
+  EXPECT_EQ(publisher.State().writes, writes);
+  EXPECT_FALSE(publisher.State().sharing_dropped_by_api);
+  const auto devices = StoredDevices();
+  ASSERT_EQ(devices.size(), 4u);
+  for (const auto& [name, device] : devices) {
+    EXPECT_EQ(device.value("allowMultipleAllocations", false), true) << name;
+    EXPECT_EQ(device["capacity"]["dra.net/shares"]["value"], "2") << name;
+  }
+}
+
+// With the gate off the server drops allowMultipleAllocations: the publisher notices once,
+// publishes the EFAs for exclusive use (no shares capacity either) and then stops writing,
+// instead of rewriting the pool at every sync.
+TEST_F(PublisherTest, SharingDroppedByTheApiServerIsNoticedAndCausesNoChurn) {
+  server_.SetConsumableCapacityGate(false);
+  FakeNode node(testing::P4dInventory());
+  PublisherOptions options = Options();
+  options.shares_per_device = 2;
+  Publisher& publisher = StartPublisher(node, options);
+  ASSERT_TRUE(WaitFor([&] {
+    return publisher.State().sharing_dropped_by_api && Converged(testing::P4dInventory());
+  }));
+  const uint64_t writes = publisher.State().writes;
+  const uint64_t scans = publisher.State().scans;
+  ASSERT_TRUE(WaitFor([&] { return publisher.State().scans >= scans + 10; }));
+  EXPECT_EQ(publisher.State().writes, writes);
+  for (const auto& [name, device] : StoredDevices()) {
+    EXPECT_FALSE(device.contains("allowMultipleAllocations")) << name;
+    EXPECT_FALSE(device.contains("capacity")) << name;
+  }
+}
+
 TEST_F(PublisherTest, ExternalDeleteIsRepairedWithinASecond) {
   FakeNode node(testing::P4dInventory());
   PublisherOptions options = Options();
