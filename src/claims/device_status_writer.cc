@@ -46,6 +46,7 @@ json BuildDeviceStatusEntry(const std::string& driver_name, const PreparedDevice
     if (!device->port.state.empty()) data["portState"] = device->port.state;
     if (!device->port.rate.empty()) data["linkSpeed"] = device->port.rate;
     if (device->port.rate_gbps > 0) data["linkSpeedGbps"] = device->port.rate_gbps;
+    if (!device->gid.empty()) data["gid"] = device->gid;
     if (!device->node_guid.empty()) data["nodeGUID"] = device->node_guid;
     if (device->netdev) data["netdev"] = device->netdev->name;
   }

@@ -100,6 +100,9 @@ TEST_F(DeviceStatusWriterTest, PrepareWritesAReadyEntryWithTheDeviceDataUnderOur
   EXPECT_EQ(entry["data"]["uverbsPath"], "/dev/infiniband/" + device_.UverbsName());
   EXPECT_EQ(entry["data"]["pcieRoot"], device_.pcie_root);
   EXPECT_EQ(entry["data"]["pciAddress"], device_.pci_address);
+  // The generated tree has the port's GID as the kernel lays it out (a link-local fe80:: GID).
+  ASSERT_EQ(device_.gid.rfind("fe80:0000:0000:0000:", 0), 0u) << device_.gid;
+  EXPECT_EQ(entry["data"]["gid"], device_.gid);
   // The allocation the scheduler wrote is untouched.
   EXPECT_TRUE(claim["status"].contains("allocation"));
   bool ours = false;

@@ -1,6 +1,6 @@
 // DeviceStatusWriter: publishes status.devices of the ResourceClaims this driver prepared
 // (KEP-4817): one entry per allocated device of ours with a Ready condition and the device's
-// data (RDMA device, uverbs path, PCIe root, port state, link speed), written with server-side
+// data (RDMA device, uverbs path, PCIe root, port state, link speed, GID), written with server-side
 // apply under the driver's field manager and cleared (an apply with no entries) on unprepare.
 //
 // Off the kubelet's critical path: Prepared()/Unprepared() only record the desired state and
