@@ -31,6 +31,11 @@
 
 namespace efadra::claims {
 
+// The writer thread's name (as `top -H` and /proc/<pid>/task/*/comm show it) and its nice
+// value: it yields the CPU to the prepares.
+inline constexpr char kStatusThreadName[] = "claim-status";
+inline constexpr int kStatusThreadNice = 10;
+
 struct DeviceStatusWriterOptions {
   std::string driver_name = "dra.net";
   std::string field_manager = "efa-dra-driver";
