@@ -247,7 +247,8 @@ TEST(DesiredSlicesTest, AttributeCapKeepsCompatibilityAttributes) {
 // capacity (byte for byte what DRANET publishes); with shares each device has both, and the
 // capacity counts against the API's limit of 32 attributes and capacities.
 TEST(DesiredSlicesTest, SharedDevicesCarryAShareCapacity) {
-  for (const auto& device : DesiredSlices(testing::P4dInventory(), Options())[0]["spec"]["devices"]) {
+  const auto exclusive = DesiredSlices(testing::P4dInventory(), Options());
+  for (const auto& device : exclusive[0]["spec"]["devices"]) {
     EXPECT_FALSE(device.contains("allowMultipleAllocations"));
     EXPECT_FALSE(device.contains("capacity"));
   }
@@ -269,7 +270,8 @@ TEST(DesiredSlicesTest, SharedDevicesCarryAShareCapacity) {
       device.device_groups["devicegroup" + std::to_string(100 + i) + "_id"] = "x";
     }
   }
-  for (const auto& device : DesiredSlices(crowded, options)[0]["spec"]["devices"]) {
+  const auto crowded_slices = DesiredSlices(crowded, options);
+  for (const auto& device : crowded_slices[0]["spec"]["devices"]) {
     EXPECT_EQ(device["attributes"].size() + device["capacity"].size(),
               static_cast<size_t>(kMaxAttributesPerDevice));
   }
