@@ -387,6 +387,24 @@ class Options(unittest.TestCase):
                    for v in one(docs, "DaemonSet")["spec"]["template"]["spec"]["volumes"]}
         self.assertEqual((volumes["sys"], volumes["infiniband"]), ("/host/sys", "/host/dev/infiniband"))
 
+    def test_gdrcopy_injection(self):
+        def volumes(docs):
+            return {v["name"]: v["hostPath"]
+                    for v in one(docs, "DaemonSet")["spec"]["template"]["spec"]["volumes"]}
+        # Off by default: no env value that turns it on, and no gdrdrv mount (a node without
+        # GDRCopy must still start the driver).
+        default, _ = render()
+        self.assertEqual(env(default)["EFA_DRA_INJECT_GDRDRV"], "false")
+        self.assertNotIn("/dev/gdrdrv", mounts(default))
+        self.assertNotIn("gdrdrv", volumes(default))
+        self.assertIs(chart_default("gdrcopy", "inject"), False)
+        docs, _ = render("--set", "gdrcopy.inject=true", "--set", "devRoot=/host/dev")
+        self.assertEqual(env(docs)["EFA_DRA_INJECT_GDRDRV"], "true")
+        # At the node's path (the CDI hostPath), read-only; a CharDevice, so that a missing
+        # node is never created as a directory by the runtime.
+        self.assertIs(mounts(docs)["/host/dev/gdrdrv"], True)
+        self.assertEqual(volumes(docs)["gdrdrv"], {"path": "/host/dev/gdrdrv", "type": "CharDevice"})
+
     def test_scheduling_values(self):
         docs, _ = render("--set", "excludeNodesWithLabel=", "--set", "hostNetwork=false",
                          "--set", "supportedInstanceLabels.values=null",
@@ -547,6 +565,7 @@ class Schema(unittest.TestCase):
                     "driverName=Bad_Name", "resync=soon", "image.pullPolicy=Sometimes",
                     "updateStrategy.maxSurge=-1", "updateStrategy.maxSurge=150%",
                     "http.port=0", "taintUnhealthyDevices=yes", "extraTolerations=none",
+                    "gdrcopy.inject=yes", "gdrcopy.enabled=true",
                     "sysfsRoot=relative", "devRoot=dev", "cdiRoot=var/run/cdi"]:
             with self.subTest(bad=bad):
                 result = render("--set", bad, expect_ok=False)
