@@ -667,8 +667,9 @@ class ClaimPreparer::Impl {
     auto current = cdi_fs_.ReadFile(SpecPath(uid));
     if (current.ok() && *current == spec.dump(2) + "\n") return Status::Ok();
     if (current.ok()) {
-      spdlog::warn("CDI spec {} differed from the devices of this node now (renumbered uverbs or "
-                   "rdma_cm?); rewritten. Containers started before keep their old nodes.",
+      spdlog::warn("CDI spec {} differed from the devices of this node now (renumbered uverbs, "
+                   "rdma_cm or gdrdrv, or --inject-gdrdrv changed?); rewritten. Containers "
+                   "started before keep their old nodes.",
                    cdi_fs_.HostPath(SpecPath(uid)));
     }
     return WriteSpec(uid, spec);
