@@ -398,6 +398,10 @@ class Options(unittest.TestCase):
         self.assertNotIn("/dev/gdrdrv", mounts(default))
         self.assertNotIn("gdrdrv", volumes(default))
         self.assertIs(chart_default("gdrcopy", "inject"), False)
+        # A release from before the value existed, upgraded with --reuse-values, has no map.
+        legacy, _ = render("--set", "gdrcopy=null")
+        self.assertEqual(env(legacy)["EFA_DRA_INJECT_GDRDRV"], "false")
+        self.assertNotIn("gdrdrv", volumes(legacy))
         docs, _ = render("--set", "gdrcopy.inject=true", "--set", "devRoot=/host/dev")
         self.assertEqual(env(docs)["EFA_DRA_INJECT_GDRDRV"], "true")
         # At the node's path (the CDI hostPath), read-only; a CharDevice, so that a missing
