@@ -620,6 +620,13 @@ def container_gdrdrv(pod_name, container="c"):
     return (int(major, 16), int(minor, 16))
 
 
+def only_new_driver_pod():
+    """After a helm upgrade: the new driver pod is Ready and the old one has gone, so the next
+    claim is prepared by a driver with the new values."""
+    wait_driver_ready(180)
+    wait_for("the old driver pod to be gone", lambda: len(driver_pods()) == 1, 120)
+
+
 @scenario("gdrdrv-injected-when-enabled")
 def gdrdrv_injected_when_enabled():
     """gdrcopy.inject=true (helm upgrade): a pod with one EFA claim sees GDRCopy's /dev/gdrdrv
@@ -633,7 +640,7 @@ def gdrdrv_injected_when_enabled():
     helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "--reuse-values", "--set", "gdrcopy.inject=true",
          "--wait", "--timeout", "180s")
     try:
-        wait_driver_ready(180)
+        only_new_driver_pod()
         apply([ONE_EFA_TEMPLATE, on])
         try:
             p = wait_pod_phase("gdrdrv-on")
@@ -647,7 +654,7 @@ def gdrdrv_injected_when_enabled():
     finally:
         helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "--reuse-values", "--set", "gdrcopy.inject=false",
              "--wait", "--timeout", "180s")
-        wait_driver_ready(180)
+        only_new_driver_pod()
     apply([ONE_EFA_TEMPLATE, off])
     try:
         wait_pod_phase("gdrdrv-off")
