@@ -65,6 +65,7 @@ struct RunFlags {
   bool numa_node_list = false;
   bool allow_multiple_allocations = false;
   int shares_per_device = 2;
+  bool inject_gdrdrv = false;
   LoggingFlags logging;
 };
 
@@ -420,6 +421,7 @@ int Run(RunFlags flags) {
   preparer_options.dev_root = flags.dev_root;
   preparer_options.sysfs_root = flags.sysfs_root;
   preparer_options.boot_id = *boot_id;
+  preparer_options.inject_gdrdrv = flags.inject_gdrdrv;
   if (!flags.pod_uid.empty()) {
     preparer_options.shared_lock_path = kubelet::SharedLockPath(flags.plugin_dir);
   }
@@ -675,6 +677,11 @@ void AddRunCommand(CLI::App& app, int& exit_code) {
       ->envname("EFA_DRA_SHARES_PER_DEVICE")
       ->check(CLI::Range(1, 256))
       ->capture_default_str();
+  command
+      ->add_flag("--inject-gdrdrv", flags->inject_gdrdrv,
+                 "Also inject GDRCopy's <dev-root>/gdrdrv into every prepared claim (GPUDirect "
+                 "RDMA without a privileged pod), where the host has that char device")
+      ->envname("EFA_DRA_INJECT_GDRDRV");
   AddLoggingFlags(*command, flags->logging);
   command->callback([flags, &exit_code] { exit_code = Run(*flags); });
 }

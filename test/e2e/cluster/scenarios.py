@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -675,6 +676,63 @@ def extended_resource():
         finally:
             delete([manifest])
     return "; ".join(results)
+
+
+def container_gdrdrv(pod_name, container="c"):
+    """(major, minor) of /dev/gdrdrv in the container, None when it has none."""
+    out = kubectl("exec", pod_name, "-c", container, "--", "sh", "-c",
+                  "[ -e /dev/gdrdrv ] && stat -c '%t %T %F' /dev/gdrdrv; true").stdout.strip()
+    if not out:
+        return None
+    major, minor, kind = out.split(" ", 2)
+    check(kind == "character special file", f"{pod_name}: /dev/gdrdrv is a {kind}, not a char device")
+    return (int(major, 16), int(minor, 16))
+
+
+def only_new_driver_pod():
+    """After a helm upgrade: the new driver pod is Ready and the old one has gone, so the next
+    claim is prepared by a driver with the new values."""
+    wait_driver_ready(180)
+    wait_for("the old driver pod to be gone", lambda: len(driver_pods()) == 1, 120)
+
+
+@scenario("gdrdrv-injected-when-enabled")
+def gdrdrv_injected_when_enabled():
+    """gdrcopy.inject=true (helm upgrade): a pod with one EFA claim sees GDRCopy's /dev/gdrdrv
+    with the node's major:minor, next to its EFA, without being privileged. With the value back
+    to its default a new pod has no /dev/gdrdrv, though the node still has one."""
+    host = f"{node_tree()}/dev/gdrdrv"
+    st = os.stat(host)
+    check(stat.S_ISCHR(st.st_mode), f"{host} is not a char device (make_node_tree makes one)")
+    want = (os.major(st.st_rdev), os.minor(st.st_rdev))
+    on, off = one_efa_pod("gdrdrv-on"), one_efa_pod("gdrdrv-off")
+    helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "--reuse-values", "--set", "gdrcopy.inject=true",
+         "--wait", "--timeout", "180s")
+    try:
+        only_new_driver_pod()
+        apply([ONE_EFA_TEMPLATE, on])
+        try:
+            p = wait_pod_phase("gdrdrv-on")
+            devices = allocated(claim_of(p, "efa"))
+            check(len(devices) == 1, f"gdrdrv-on: {devices} allocated")
+            seen = expect_container_has("gdrdrv-on", "c", devices)
+            got = container_gdrdrv("gdrdrv-on")
+            check(got == want, f"gdrdrv-on: container /dev/gdrdrv {got}, node {host} {want}")
+        finally:
+            delete([on])
+    finally:
+        helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "--reuse-values", "--set", "gdrcopy.inject=false",
+             "--wait", "--timeout", "180s")
+        only_new_driver_pod()
+    apply([ONE_EFA_TEMPLATE, off])
+    try:
+        wait_pod_phase("gdrdrv-off")
+        got = container_gdrdrv("gdrdrv-off")
+        check(got is None, f"gdrdrv-off: /dev/gdrdrv {got} in the container with gdrcopy.inject=false")
+    finally:
+        delete([off])
+    return (f"inject on: container sees {seen} and /dev/gdrdrv {want[0]}:{want[1]} (node's); "
+            f"restored: a new pod has no /dev/gdrdrv")
 
 
 @scenario("all-efas-of-one-gpu-root")
@@ -1485,7 +1543,7 @@ def helm_uninstall():
 ORDER = [
     "slices-and-deviceclass", "example-single-efa", "example-shared-claim", "example-gpu-aligned",
     "example-all-efas", "all-efas-of-one-gpu-root", "status-shows-which-pod-holds-which-efa",
-    "claim-device-status", "device-plugin-style-extended-resource",
+    "claim-device-status", "device-plugin-style-extended-resource", "gdrdrv-injected-when-enabled",
     "resilience-kill-9-driver", "resilience-delete-driver-pod", "resilience-kubelet-restart",
     "resilience-containerd-restart", "memlock-comes-from-containerd", "resilience-helm-upgrade-surge",
     "chart-lint-and-server-dry-run", "admission-policy-by-behaviour",
