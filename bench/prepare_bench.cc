@@ -3,8 +3,9 @@
 //  (the checkpoint), both measured here in the same run on the same state directory.
 //  Then NodePrepareResources for a one-device claim over the real unix socket (v1, a gRPC
 //  client playing the kubelet; CDI specs on /dev/shm, a tmpfs like /var/run/cdi) at
-//  concurrency 1 and 8: p50/p99, the share of the time spent
-//  waiting for the API (from the client's request observer), and the process RSS.
+//  concurrency 1 and 8, with claim device status off and then on (same run): p50/p99, the
+//  share of the time spent waiting for the API GET (from the client's request observer), the
+//  status PATCHes sent, and the process RSS.
 // Everything runs in this process: an apidouble::FakeApiServer on 127.0.0.1, the real
 // ClaimPreparer and kubelet::Plugin on a generated p5.48xlarge tree (32 EFAs).
 //
@@ -19,6 +20,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -31,6 +34,7 @@
 #include "dra/v1/api.grpc.pb.h"
 #include "efadra/apidouble/fake_api_server.h"
 #include "efadra/claims/claim_preparer.h"
+#include "efadra/claims/device_status_writer.h"
 #include "efadra/discovery/discoverer.h"
 #include "efadra/kube/client.h"
 #include "efadra/kubelet/plugin.h"
@@ -159,12 +163,6 @@ int main(int argc, char** argv) {
   efadra::claims::ClaimPreparer preparer(preparer_options, **client, *cdi_fs, *state_fs,
                                          [&] { return inventory; });
   if (!preparer.Start().ok()) return Fail("claim preparer did not start");
-  efadra::kubelet::PluginOptions plugin_options;
-  plugin_options.registrar_dir = scratch + "/registry";
-  plugin_options.plugin_dir = scratch + "/plugin";
-  efadra::kubelet::Plugin plugin(plugin_options, preparer);
-  if (!plugin.Start().ok()) return Fail("plugin did not start");
-
   std::printf("prepare_bench: p5.48xlarge tree, %d iterations, state dir %s\n", iterations,
               state_dir.c_str());
   const auto get = Of(get_ms);
@@ -173,70 +171,117 @@ int main(int argc, char** argv) {
               " sum p50 %.3f ms p99 %.3f ms\n",
               get.p50, get.p99, write.p50, write.p99, get.p50 + write.p50, get.p99 + write.p99);
 
-  for (int concurrency : {1, 8}) {
-    // Each worker owns one device and prepares/unprepares a fresh claim on it, so claims never
-    // conflict; only the prepare is timed.
-    const int per_worker = std::max(1, iterations / concurrency);
-    for (int w = 0; w < concurrency; ++w) {
-      const std::string device =
-          efadra::slices::DeviceName(inventory->devices[static_cast<size_t>(w)].pci_address);
-      for (int i = 0; i < per_worker; ++i) {
-        const std::string id = std::to_string(concurrency) + "-" + std::to_string(w) + "-" +
-                               std::to_string(i);
-        api.PutResourceClaim(Claim("c" + id, "uid-" + id, device));
+  // Claim device status off and on (--claim-device-status, the default), alternating twice so
+  // that a change in the machine's load hits both alike: the status write is queued and sent
+  // by the writer's thread, so the prepare must cost the same either way.
+  struct Samples {
+    std::vector<double> prepare_ms;
+    int failures = 0;
+    double get_wait_ms = 0, wall_ms = 0;
+  };
+  std::map<std::pair<bool, int>, Samples> samples;  // (claim status, concurrency)
+  size_t status_patches = 0;
+  bool status_idle = true;
+  int round = 0;
+  for (const bool claim_status : {false, true, false, true}) {
+    std::unique_ptr<efadra::claims::DeviceStatusWriter> status_writer;
+    if (claim_status) {
+      status_writer = std::make_unique<efadra::claims::DeviceStatusWriter>(
+          efadra::claims::DeviceStatusWriterOptions{}, **client, [&] { return inventory; });
+    }
+    efadra::kubelet::PluginOptions plugin_options;
+    plugin_options.registrar_dir = scratch + "/registry";
+    plugin_options.plugin_dir = scratch + "/plugin";
+    efadra::kubelet::Plugin plugin(plugin_options, preparer);
+    plugin.WriteDeviceStatusWith(status_writer.get());
+    if (!plugin.Start().ok()) return Fail("plugin did not start");
+    const size_t patches_before = api.Requests().size();
+
+    for (int concurrency : {1, 8}) {
+      ++round;
+      // Each worker owns one device and prepares/unprepares a fresh claim on it, so claims
+      // never conflict; only the prepare is timed.
+      const int per_worker = std::max(1, iterations / concurrency);
+      auto claim_id = [&](int w, int i) {
+        return std::to_string(round) + "-" + std::to_string(w) + "-" + std::to_string(i);
+      };
+      for (int w = 0; w < concurrency; ++w) {
+        const std::string device =
+            efadra::slices::DeviceName(inventory->devices[static_cast<size_t>(w)].pci_address);
+        for (int i = 0; i < per_worker; ++i) {
+          api.PutResourceClaim(Claim("c" + claim_id(w, i), "uid-" + claim_id(w, i), device));
+        }
+      }
+      get_timer.Reset();
+      std::mutex mu;
+      std::vector<double> prepare_ms;
+      std::atomic<int> failures{0};
+      const auto wall_start = Clock::now();
+      std::vector<std::thread> workers;
+      for (int w = 0; w < concurrency; ++w) {
+        workers.emplace_back([&, w] {
+          auto stub = dra::DRAPlugin::NewStub(grpc::CreateChannel(
+              "unix:" + plugin.DraSocketPath(), grpc::InsecureChannelCredentials()));
+          for (int i = 0; i < per_worker; ++i) {
+            const std::string id = claim_id(w, i);
+            dra::NodePrepareResourcesRequest request;
+            auto* claim = request.add_claims();
+            claim->set_namespace_("bench");
+            claim->set_name("c" + id);
+            claim->set_uid("uid-" + id);
+            dra::NodePrepareResourcesResponse response;
+            grpc::ClientContext context;
+            const auto start = Clock::now();
+            grpc::Status status = stub->NodePrepareResources(&context, request, &response);
+            const double ms = Ms(Clock::now() - start);
+            if (!status.ok() || !response.claims().at("uid-" + id).error().empty()) ++failures;
+            {
+              std::lock_guard<std::mutex> lock(mu);
+              prepare_ms.push_back(ms);
+            }
+            dra::NodeUnprepareResourcesRequest unprepare;
+            *unprepare.add_claims() = *claim;
+            dra::NodeUnprepareResourcesResponse unprepared;
+            grpc::ClientContext unprepare_context;
+            stub->NodeUnprepareResources(&unprepare_context, unprepare, &unprepared);
+          }
+        });
+      }
+      for (auto& worker : workers) worker.join();
+      Samples& into = samples[{claim_status, concurrency}];
+      into.wall_ms += Ms(Clock::now() - wall_start);
+      into.get_wait_ms += get_timer.TotalMs();
+      into.failures += failures.load();
+      into.prepare_ms.insert(into.prepare_ms.end(), prepare_ms.begin(), prepare_ms.end());
+    }
+    if (status_writer != nullptr) {
+      status_idle = status_writer->WaitIdle(std::chrono::seconds(30)) && status_idle;
+      const auto requests = api.Requests();
+      for (size_t i = patches_before; i < requests.size(); ++i) {
+        status_patches += requests[i].method == "PATCH" ? 1 : 0;
       }
     }
-    get_timer.Reset();
-    std::mutex mu;
-    std::vector<double> prepare_ms;
-    std::atomic<int> failures{0};
-    const auto wall_start = Clock::now();
-    std::vector<std::thread> workers;
-    for (int w = 0; w < concurrency; ++w) {
-      workers.emplace_back([&, w] {
-        auto stub = dra::DRAPlugin::NewStub(grpc::CreateChannel(
-            "unix:" + plugin.DraSocketPath(), grpc::InsecureChannelCredentials()));
-        for (int i = 0; i < per_worker; ++i) {
-          const std::string id = std::to_string(concurrency) + "-" + std::to_string(w) + "-" +
-                                 std::to_string(i);
-          dra::NodePrepareResourcesRequest request;
-          auto* claim = request.add_claims();
-          claim->set_namespace_("bench");
-          claim->set_name("c" + id);
-          claim->set_uid("uid-" + id);
-          dra::NodePrepareResourcesResponse response;
-          grpc::ClientContext context;
-          const auto start = Clock::now();
-          grpc::Status status = stub->NodePrepareResources(&context, request, &response);
-          const double ms = Ms(Clock::now() - start);
-          if (!status.ok() || !response.claims().at("uid-" + id).error().empty()) ++failures;
-          {
-            std::lock_guard<std::mutex> lock(mu);
-            prepare_ms.push_back(ms);
-          }
-          dra::NodeUnprepareResourcesRequest unprepare;
-          *unprepare.add_claims() = *claim;
-          dra::NodeUnprepareResourcesResponse unprepared;
-          grpc::ClientContext unprepare_context;
-          stub->NodeUnprepareResources(&unprepare_context, unprepare, &unprepared);
-        }
-      });
-    }
-    for (auto& worker : workers) worker.join();
-    const double wall_ms = Ms(Clock::now() - wall_start);
-    double total_ms = 0;
-    for (double ms : prepare_ms) total_ms += ms;
-    const auto prepare = Of(prepare_ms);
-    std::printf(
-        "NodePrepareResources (1 device) concurrency %d: %zu calls, %d failed, p50 %.3f ms "
-        "p99 %.3f ms (p99 / floor p99 = %.2f), API wait %.0f%% of prepare time, %.0f prepares/s\n",
-        concurrency, prepare_ms.size(), failures.load(), prepare.p50, prepare.p99,
-        prepare.p99 / (get.p99 + write.p99), 100.0 * get_timer.TotalMs() / total_ms,
-        1000.0 * static_cast<double>(prepare_ms.size()) / wall_ms);
+    plugin.Stop();
   }
+  for (const auto& [key, result] : samples) {
+    const auto& [claim_status, concurrency] = key;
+    double total_ms = 0;
+    for (double ms : result.prepare_ms) total_ms += ms;
+    const auto prepare = Of(result.prepare_ms);
+    std::printf(
+        "NodePrepareResources (1 device) claim status %s, concurrency %d: %zu calls, %d failed, "
+        "p50 %.3f ms p99 %.3f ms (p99 / floor p99 = %.2f), API GET wait %.0f%% of prepare time, "
+        "%.0f prepares/s\n",
+        claim_status ? "on " : "off", concurrency, result.prepare_ms.size(), result.failures,
+        prepare.p50, prepare.p99, prepare.p99 / (get.p99 + write.p99),
+        100.0 * result.get_wait_ms / total_ms,
+        1000.0 * static_cast<double>(result.prepare_ms.size()) / result.wall_ms);
+  }
+  std::printf("claim status writes: %zu PATCH requests (an apply after each prepare and each "
+              "unprepare, coalesced per claim), writer %s\n",
+              status_patches, status_idle ? "idle after each round" : "still busy after 30 s");
   std::printf("RSS of this process (driver parts + API double + client): %.1f MiB\n",
               static_cast<double>(efadra::bench::SampleProcess(0).rss_kib) / 1024.0);
-  plugin.Stop();
   client->reset();
   api.Stop();
   std::filesystem::remove_all(scratch);

@@ -320,6 +320,7 @@ class FakeApiServer::Impl {
     fail_rules_.push_back(std::move(rule));
   }
   void SetLatency(std::chrono::milliseconds latency) { latency_ms_ = latency.count(); }
+  void SetConsumableCapacityGate(bool on) { consumable_capacity_ = on; }
   void SetBearerToken(const std::string& token) {
     std::lock_guard<std::mutex> lock(mu_);
     token_ = token;
@@ -557,6 +558,7 @@ class FakeApiServer::Impl {
       *error = Error(400, decode.front());
       return false;
     }
+    if (!consumable_capacity_) DropConsumableCapacityFields(body);
     std::vector<std::string> dropped = PruneUnknownFields(body);
     if (!dropped.empty() && req.get_param_value("fieldValidation") == "Strict") {
       std::string msg = "strict decoding error: ";
@@ -902,6 +904,7 @@ class FakeApiServer::Impl {
   std::vector<RecordedRequest> requests_;
   std::atomic<size_t> write_count_{0};
   std::atomic<int64_t> latency_ms_{0};
+  std::atomic<bool> consumable_capacity_{true};
 };
 
 FakeApiServer::FakeApiServer(ServerOptions options)
@@ -943,6 +946,7 @@ void FakeApiServer::FailNext(int count, int http_status, int retry_after_seconds
   impl_->FailNext({count, http_status, retry_after_seconds, method, path_prefix});
 }
 void FakeApiServer::SetLatency(std::chrono::milliseconds latency) { impl_->SetLatency(latency); }
+void FakeApiServer::SetConsumableCapacityGate(bool on) { impl_->SetConsumableCapacityGate(on); }
 void FakeApiServer::DropWatches() { impl_->store().DropWatches(); }
 void FakeApiServer::SetBearerToken(const std::string& token) { impl_->SetBearerToken(token); }
 std::vector<RecordedRequest> FakeApiServer::Requests() const { return impl_->Requests(); }

@@ -561,6 +561,21 @@ std::vector<FieldCause> ValidateResourceSliceUpdate(const json& updated, const j
   return causes;
 }
 
+void DropConsumableCapacityFields(json& slice) {
+  if (!slice.is_object() || !slice.contains("spec") || !slice["spec"].is_object()) return;
+  json& spec = slice["spec"];
+  if (!spec.contains("devices") || !spec["devices"].is_array()) return;
+  for (json& device : spec["devices"]) {
+    if (!device.is_object()) continue;
+    device.erase("allowMultipleAllocations");
+    if (auto caps = device.find("capacity"); caps != device.end() && caps->is_object()) {
+      for (auto& [name, capacity] : caps->items()) {
+        if (capacity.is_object()) capacity.erase("requestPolicy");
+      }
+    }
+  }
+}
+
 std::vector<std::string> PruneUnknownFields(json& slice) {
   std::vector<std::string> dropped;
   if (!slice.is_object()) return dropped;

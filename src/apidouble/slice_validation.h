@@ -42,6 +42,10 @@ std::vector<FieldCause> ValidateResourceSliceUpdate(const nlohmann::json& update
 // ("spec.devices[0].foo"), in document order.
 std::vector<std::string> PruneUnknownFields(nlohmann::json& slice);
 
+// What the server does with the DRAConsumableCapacity gate off: removes
+// devices[].allowMultipleAllocations and devices[].capacity[*].requestPolicy, without a warning.
+void DropConsumableCapacityFields(nlohmann::json& slice);
+
 // Format helpers, exposed for tests and for the other kinds.
 bool IsDnsLabel(const std::string& s);
 bool IsDnsSubdomain(const std::string& s);

@@ -39,6 +39,7 @@ std::string CdiSpecFileName(std::string_view driver, std::string_view claim_uid)
 nlohmann::json BuildCdiSpec(std::string_view driver, std::string_view claim_uid,
                             const std::vector<CdiDeviceInput>& devices, std::string_view dev_root,
                             const std::optional<HostCharDevice>& rdma_cm,
+                            const std::optional<HostCharDevice>& gdrdrv,
                             const std::vector<std::string>& peer_rdma_devices) {
   nlohmann::json cdi_devices = nlohmann::json::array();
   std::vector<std::string> iface_names;
@@ -67,10 +68,15 @@ nlohmann::json BuildCdiSpec(std::string_view driver, std::string_view claim_uid,
   // An empty FI_EFA_IFACE makes libfabric's EFA provider refuse every device: never emit it.
   nlohmann::json common = nlohmann::json::object();
   if (!iface_list.empty()) common["env"] = nlohmann::json::array({"FI_EFA_IFACE=" + iface_list});
+  nlohmann::json common_nodes = nlohmann::json::array();
   if (rdma_cm.has_value()) {
-    common["deviceNodes"] = nlohmann::json::array(
-        {CharNode("/dev/infiniband/rdma_cm", dev_root, rdma_cm->major, rdma_cm->minor)});
+    common_nodes.push_back(
+        CharNode("/dev/infiniband/rdma_cm", dev_root, rdma_cm->major, rdma_cm->minor));
   }
+  if (gdrdrv.has_value()) {
+    common_nodes.push_back(CharNode("/dev/gdrdrv", dev_root, gdrdrv->major, gdrdrv->minor));
+  }
+  if (!common_nodes.empty()) common["deviceNodes"] = std::move(common_nodes);
   return {{"cdiVersion", kCdiVersion},
           {"kind", CdiKind(driver)},
           {"devices", std::move(cdi_devices)},

@@ -30,6 +30,9 @@ constexpr char kProbeFile[] = "/checkpoints/.write-probe";
 constexpr std::chrono::seconds kProbeInterval{1};
 constexpr char kRdmaCmSysfs[] = "/class/misc/rdma_cm/dev";
 constexpr char kRdmaCmDev[] = "/infiniband/rdma_cm";
+// gdrdrv registers a char major (dynamic) but no device class, so sysfs has no dev file for it;
+// its loader (GDRCopy's insmod script or package) creates this node from /proc/devices.
+constexpr char kGdrdrvDev[] = "/gdrdrv";
 constexpr size_t kMaxNameLength = 253;  // DNS subdomain, the longest a claim name can be
 constexpr size_t kMaxUidLength = 128;   // UIDs are 36-char UUIDs; leave room, refuse garbage
 
@@ -580,7 +583,7 @@ class ClaimPreparer::Impl {
     if (!cdi_inputs.empty()) {
       EFADRA_ASSIGN_OR_RETURN(auto rdma_cm, RdmaCm());
       out.spec = BuildCdiSpec(options_.driver_name, ref.uid, cdi_inputs, options_.dev_root,
-                              rdma_cm, PeerRdmaDevices(checkpoint, inventory));
+                              rdma_cm, Gdrdrv(), PeerRdmaDevices(checkpoint, inventory));
     }
     return out;
   }
@@ -675,9 +678,9 @@ class ClaimPreparer::Impl {
     auto current = cdi_fs_.ReadFile(SpecPath(uid));
     if (current.ok() && *current == spec.dump(2) + "\n") return Status::Ok();
     if (current.ok() && !quiet) {
-      spdlog::warn("CDI spec {} differed from the devices of this node now (renumbered uverbs or "
-                   "rdma_cm, or a claim of the same pod no longer prepared?); rewritten. "
-                   "Containers started before keep their old nodes.",
+      spdlog::warn("CDI spec {} differed from the devices of this node now (renumbered uverbs, "
+                   "rdma_cm or gdrdrv, --inject-gdrdrv changed, or a claim of the same pod no "
+                   "longer prepared?); rewritten. Containers started before keep their old nodes.",
                    cdi_fs_.HostPath(SpecPath(uid)));
     }
     return WriteSpec(uid, spec);
@@ -803,6 +806,48 @@ class ClaimPreparer::Impl {
     return std::optional<HostCharDevice>(HostCharDevice{info->device_major, info->device_minor});
   }
 
+  // GDRCopy's node when --inject-gdrdrv is on and <dev-root>/gdrdrv is a char device, read
+  // every time (a module reload gives it another major). Anything else leaves it out: the
+  // claim's EFAs work without it, so a node without GDRCopy never fails a prepare. What went
+  // wrong is logged when it starts, not for every claim.
+  std::optional<HostCharDevice> Gdrdrv() const {
+    if (!options_.inject_gdrdrv) return std::nullopt;
+    const std::string path = dev_->HostPath(kGdrdrvDev);
+    auto info = dev_->Stat(kGdrdrvDev);
+    if (info.ok() && info->type == core::FileType::kCharDevice) {
+      ReportGdrdrv(GdrdrvState::kPresent, [&] {
+        spdlog::info("injecting {} ({}:{}) into every prepared claim (--inject-gdrdrv)", path,
+                     info->device_major, info->device_minor);
+      });
+      return HostCharDevice{info->device_major, info->device_minor};
+    }
+    if (!info.ok() && info.status().code() == StatusCode::kNotFound) {
+      ReportGdrdrv(GdrdrvState::kAbsent, [&] {
+        spdlog::warn("--inject-gdrdrv is on but this host has no {} (is GDRCopy's gdrdrv module "
+                     "loaded?); claims are prepared without it",
+                     path);
+      });
+    } else if (info.ok()) {
+      ReportGdrdrv(GdrdrvState::kNotCharDevice, [&] {
+        spdlog::error("--inject-gdrdrv: {} is not a character device; not injected", path);
+      });
+    } else {
+      ReportGdrdrv(GdrdrvState::kUnreadable, [&] {
+        spdlog::error("--inject-gdrdrv: {}; not injected", info.status().message());
+      });
+    }
+    return std::nullopt;
+  }
+
+  enum class GdrdrvState { kUnknown, kPresent, kAbsent, kNotCharDevice, kUnreadable };
+
+  // Runs `log` when gdrdrv's state differs from the last one reported (concurrent prepares
+  // see the change once).
+  template <typename Log>
+  void ReportGdrdrv(GdrdrvState state, Log log) const {
+    if (gdrdrv_state_.exchange(state) != state) log();
+  }
+
   // kFailedPrecondition naming the key and its holder when a claim other than `uid` holds one
   // of `keys`. Requires mu_.
   Status CheckFree(const std::string& uid, const std::set<std::string>& keys) const {
@@ -884,6 +929,7 @@ class ClaimPreparer::Impl {
   const std::unique_ptr<core::Filesystem> sysfs_;
   const std::unique_ptr<core::Filesystem> dev_;
   const std::unique_ptr<SharedStateLock> shared_lock_;  // null unless rolling-update mode
+  mutable std::atomic<GdrdrvState> gdrdrv_state_{GdrdrvState::kUnknown};  // last one logged
 
   mutable std::mutex mu_;
   Status last_write_;  // the last write to the state dir (CheckStateDir); guarded by mu_

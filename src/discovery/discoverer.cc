@@ -267,7 +267,7 @@ class Walk {
     ReadPort(device, *ib_dir);
     device.node_guid = ReadOptional(*ib_dir + "/node_guid").value_or("");
     device.fw_version = ReadOptional(*ib_dir + "/fw_ver").value_or("");
-    MatchNetdev(device, *ib_dir);
+    MatchNetdev(device);
     if (verbs_ != nullptr) device.verbs = verbs_->Query(device);
 #if EFADRA_WITH_NEURON
     device.device_groups = neuron::DeviceGroupIds(inventory_.instance_type, device.pci_address);
@@ -333,14 +333,14 @@ class Walk {
     device.port.phys_state = ParsePortStateText(ReadOptional(port + "/phys_state").value_or(""));
     device.port.rate = ReadOptional(port + "/rate").value_or("");
     device.port.rate_gbps = ParseRateGbps(device.port.rate);
+    device.gid = ReadOptional(port + "/gids/0").value_or("");
   }
 
   // The ENA sibling: the netdev whose MAC the EFA's GID encodes as EUI-64 (efa-hardware.md §A8).
   // None for efa-only interfaces, which is normal and not warned about.
-  void MatchNetdev(EfaDevice& device, const std::string& ib_dir) {
-    auto gid = ReadOptional(ib_dir + "/ports/1/gids/0");
-    if (!gid) return;
-    auto mac = MacFromGid(*gid);
+  void MatchNetdev(EfaDevice& device) {
+    if (device.gid.empty()) return;
+    auto mac = MacFromGid(device.gid);
     if (!mac) return;
     LoadNetdevs();
     auto it = netdev_by_mac_.find(*mac);

@@ -114,6 +114,25 @@ void KeepTaintTimes(const json& stored, json& updated) {
   }
 }
 
+// The first device that `sent` published with allowMultipleAllocations and `stored` (the
+// server's answer) has without it: the API server drops the field while the
+// DRAConsumableCapacity feature gate is off. "" when none.
+std::string SharingDroppedFrom(const json& sent, const json& stored) {
+  std::map<std::string, const json*> stored_devices;
+  for (const auto& device : DevicesOf(stored)) {
+    if (device.is_object()) stored_devices[device.value("name", "")] = &device;
+  }
+  for (const auto& device : DevicesOf(sent)) {
+    if (!device.is_object() || !device.value("allowMultipleAllocations", false)) continue;
+    const std::string name = device.value("name", "");
+    auto it = stored_devices.find(name);
+    if (it != stored_devices.end() && !it->second->value("allowMultipleAllocations", false)) {
+      return name;
+    }
+  }
+  return "";
+}
+
 void SetGeneration(json& slice, int64_t generation) {
   slice["spec"]["pool"]["generation"] = generation;
 }
@@ -232,6 +251,7 @@ SliceOptions Publisher::MakeSliceOptions(std::string node_uid) const {
   slice_options.max_devices_per_slice = options_.max_devices_per_slice;
   slice_options.taint_unhealthy = options_.taint_unhealthy;
   slice_options.numa_node_list = options_.numa_node_list;
+  slice_options.shares_per_device = sharing_dropped_ ? 0 : options_.shares_per_device;
   return slice_options;
 }
 
@@ -389,6 +409,9 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
     std::lock_guard<std::mutex> lock(mutex_);
     syncing_ = true;
   }
+  // Set when this sync learnt that the API server drops allowMultipleAllocations: the pool is
+  // written again at once without it.
+  bool sharing_just_dropped = false;
   Status status = [&]() -> Status {
     std::string node_uid;
     {
@@ -550,6 +573,19 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
       std::lock_guard<std::mutex> lock(mutex_);
       state_.writes += writes;
     };
+    auto check_sharing_kept = [&](const json& sent, const json& stored) {
+      const std::string device = SharingDroppedFrom(sent, stored);
+      if (device.empty() || sharing_dropped_.exchange(true)) return;
+      spdlog::warn(
+          "resource slices: the API server dropped allowMultipleAllocations from device {} of "
+          "ResourceSlice {}: its DRAConsumableCapacity feature gate is off, so EFAs are "
+          "published for one claim at a time (--allow-multiple-allocations has no effect); "
+          "restart the driver after turning the gate on",
+          device, NameOf(stored));
+      sharing_just_dropped = true;
+      std::lock_guard<std::mutex> lock(mutex_);
+      state_.sharing_dropped_by_api = true;
+    };
 
     // Obsolete slices go first, so the pool is never over-complete.
     for (const auto& slice : obsolete) {
@@ -587,6 +623,7 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
         return result.status().WithContext(fmt::format("update ResourceSlice {}", NameOf(stored)));
       }
       record(*result);
+      check_sharing_kept(updated, *result);
     }
     for (size_t d = 0; d < desired.size(); ++d) {
       if (match[d] >= 0) continue;
@@ -598,6 +635,7 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
             "create ResourceSlice {}", desired[d]["metadata"].value("generateName", "")));
       }
       record(*result);
+      check_sharing_kept(desired[d], *result);
     }
 
     json all_devices = json::array();
@@ -635,7 +673,7 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
     }
     pending_events_.clear();
   }
-  if (recheck) MarkDirty();
+  if (recheck || sharing_just_dropped) MarkDirty();
   std::lock_guard<std::mutex> lock(mutex_);
   ++state_.syncs;
   if (status.ok()) {

@@ -186,6 +186,8 @@ std::optional<json> BuildDevice(const discovery::Inventory& inventory,
   std::stable_sort(candidates.begin(), candidates.end(), [&](const auto& a, const auto& b) {
     return PriorityOf(a.name, options.driver_name) < PriorityOf(b.name, options.driver_name);
   });
+  // The API limit counts attributes and capacities together.
+  const int attribute_limit = kMaxAttributesPerDevice - (options.shares_per_device > 0 ? 1 : 0);
   json attributes = json::object();
   int kept = 0;
   for (auto& attribute : candidates) {
@@ -206,20 +208,34 @@ std::optional<json> BuildDevice(const discovery::Inventory& inventory,
                        kMaxStringAttributeBytes));
       continue;
     }
-    if (kept >= kMaxAttributesPerDevice) {
+    if (kept >= attribute_limit) {
       Warn(warnings, fmt::format("device {}: attribute {} dropped: the API allows at most {} "
-                                 "attributes per device",
+                                 "attributes and capacities per device",
                                  name, attribute.name, kMaxAttributesPerDevice));
       continue;
     }
     attributes[attribute.name] = std::move(attribute.value);
     ++kept;
   }
-  return json{{"name", name}, {"attributes", std::move(attributes)}};
+  json built = {{"name", name}, {"attributes", std::move(attributes)}};
+  if (options.shares_per_device > 0) {
+    const std::string shares = std::to_string(options.shares_per_device);
+    built["allowMultipleAllocations"] = true;
+    built["capacity"] = {
+        {SharesCapacityName(options.driver_name),
+         {{"value", shares},
+          {"requestPolicy",
+           {{"default", "1"}, {"validRange", {{"min", "1"}, {"max", shares}, {"step", "1"}}}}}}}};
+  }
+  return built;
 }
 
 std::string SliceGenerateName(int index, std::string_view driver, std::string_view node) {
   return fmt::format("{:05x}-{}-{}-", index, driver, node);
+}
+
+std::string SharesCapacityName(std::string_view driver) {
+  return std::string(driver) + "/shares";
 }
 
 std::string UnhealthyTaintKey(std::string_view driver) {

@@ -192,6 +192,26 @@ class DefaultRender(unittest.TestCase):
         env = {e["name"]: e.get("value") for e in one(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["env"]}
         self.assertEqual(env["EFA_DRA_CLAIM_DEVICE_STATUS"], "false")
 
+    def test_sharing_is_off_by_default_and_passed_to_the_driver(self):
+        def env_of(docs):
+            container = one(docs, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]
+            return {e["name"]: e.get("value") for e in container["env"]}
+        env = env_of(self.docs)
+        self.assertEqual(env["EFA_DRA_ALLOW_MULTIPLE_ALLOCATIONS"], "false")
+        self.assertEqual(env["EFA_DRA_SHARES_PER_DEVICE"], "2")
+        docs, _ = render("--set", "sharing.allowMultipleAllocations=true",
+                         "--set", "sharing.sharesPerDevice=4")
+        env = env_of(docs)
+        self.assertEqual(env["EFA_DRA_ALLOW_MULTIPLE_ALLOCATIONS"], "true")
+        self.assertEqual(env["EFA_DRA_SHARES_PER_DEVICE"], "4")
+        # A release from before the value existed, upgraded with --reuse-values, has no map.
+        env = env_of(render("--set", "sharing=null")[0])
+        self.assertEqual(env["EFA_DRA_ALLOW_MULTIPLE_ALLOCATIONS"], "false")
+        self.assertEqual(env["EFA_DRA_SHARES_PER_DEVICE"], "2")
+        refused = render("--set", "sharing.sharesPerDevice=0", expect_ok=False)
+        self.assertNotEqual(refused.returncode, 0)
+        self.assertIn("sharesPerDevice", refused.stderr)
+
     def test_device_class_selects_efa_devices_of_the_driver(self):
         device_class = one(self.docs, "DeviceClass")
         self.assertEqual(device_class["metadata"]["name"], "efa.networking.k8s.aws")
@@ -371,6 +391,28 @@ class Options(unittest.TestCase):
                    for v in one(docs, "DaemonSet")["spec"]["template"]["spec"]["volumes"]}
         self.assertEqual((volumes["sys"], volumes["infiniband"]), ("/host/sys", "/host/dev/infiniband"))
 
+    def test_gdrcopy_injection(self):
+        def volumes(docs):
+            return {v["name"]: v["hostPath"]
+                    for v in one(docs, "DaemonSet")["spec"]["template"]["spec"]["volumes"]}
+        # Off by default: no env value that turns it on, and no gdrdrv mount (a node without
+        # GDRCopy must still start the driver).
+        default, _ = render()
+        self.assertEqual(env(default)["EFA_DRA_INJECT_GDRDRV"], "false")
+        self.assertNotIn("/dev/gdrdrv", mounts(default))
+        self.assertNotIn("gdrdrv", volumes(default))
+        self.assertIs(chart_default("gdrcopy", "inject"), False)
+        # A release from before the value existed, upgraded with --reuse-values, has no map.
+        legacy, _ = render("--set", "gdrcopy=null")
+        self.assertEqual(env(legacy)["EFA_DRA_INJECT_GDRDRV"], "false")
+        self.assertNotIn("gdrdrv", volumes(legacy))
+        docs, _ = render("--set", "gdrcopy.inject=true", "--set", "devRoot=/host/dev")
+        self.assertEqual(env(docs)["EFA_DRA_INJECT_GDRDRV"], "true")
+        # At the node's path (the CDI hostPath), read-only; a CharDevice, so that a missing
+        # node is never created as a directory by the runtime.
+        self.assertIs(mounts(docs)["/host/dev/gdrdrv"], True)
+        self.assertEqual(volumes(docs)["gdrdrv"], {"path": "/host/dev/gdrdrv", "type": "CharDevice"})
+
     def test_scheduling_values(self):
         docs, _ = render("--set", "excludeNodesWithLabel=", "--set", "hostNetwork=false",
                          "--set", "supportedInstanceLabels.values=null",
@@ -531,6 +573,7 @@ class Schema(unittest.TestCase):
                     "driverName=Bad_Name", "resync=soon", "image.pullPolicy=Sometimes",
                     "updateStrategy.maxSurge=-1", "updateStrategy.maxSurge=150%",
                     "http.port=0", "taintUnhealthyDevices=yes", "extraTolerations=none",
+                    "gdrcopy.inject=yes", "gdrcopy.enabled=true",
                     "sysfsRoot=relative", "devRoot=dev", "cdiRoot=var/run/cdi"]:
             with self.subTest(bad=bad):
                 result = render("--set", bad, expect_ok=False)

@@ -197,9 +197,9 @@ TEST(CdiPodmanTest, TwoClaimsInOneContainerGetTheUnionOfTheirEfas) {
         << b_then_a;
   }
   SpecFile a(a_uid, BuildCdiSpec("dra.net", a_uid, {efas[0]}, dir.Sub("dev"), std::nullopt,
-                                 {b_rdma}));
+                                 std::nullopt, {b_rdma}));
   SpecFile b(b_uid, BuildCdiSpec("dra.net", b_uid, {efas[1]}, dir.Sub("dev"), std::nullopt,
-                                 {a_rdma}));
+                                 std::nullopt, {a_rdma}));
   std::set<std::string> nodes;
   const std::string a_then_b = run({a_id, b_id}, &nodes);
   const std::string b_then_a = run({b_id, a_id}, nullptr);

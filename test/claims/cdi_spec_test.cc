@@ -64,6 +64,46 @@ TEST(CdiSpecTest, LeavesRdmaCmOutWhenTheHostHasNone) {
             "/dev/infiniband/uverbs40");
 }
 
+// GDRCopy's node joins rdma_cm in the spec-level edits, with the host's numbers (its major is
+// dynamic) and its hostPath below the dev root; without it the edits hold rdma_cm alone.
+TEST(CdiSpecTest, InjectsGdrdrvOnlyWhenGiven) {
+  discovery::EfaDevice device;
+  device.rdma_device = "rdmap16s27";
+  device.uverbs_index = 0;
+  device.uverbs_dev = {231, 192};
+  const std::vector<CdiDeviceInput> inputs = {{"pci-0000-10-1b-0", &device, std::nullopt}};
+
+  auto with = BuildCdiSpec("dra.net", "u3", inputs, "/host/dev", HostCharDevice{10, 58},
+                           HostCharDevice{508, 0});
+  const auto& nodes = with["containerEdits"]["deviceNodes"];
+  ASSERT_EQ(nodes.size(), 2u) << with.dump();
+  EXPECT_EQ(nodes[0]["path"], "/dev/infiniband/rdma_cm");
+  EXPECT_EQ(nodes[1]["path"], "/dev/gdrdrv");
+  EXPECT_EQ(nodes[1]["hostPath"], "/host/dev/gdrdrv");
+  EXPECT_EQ(nodes[1]["type"], "c");
+  EXPECT_EQ(nodes[1]["major"], 508);
+  EXPECT_EQ(nodes[1]["minor"], 0);
+  EXPECT_EQ(nodes[1]["permissions"], "rw");
+  // Spec-level only: no device of the claim carries it.
+  EXPECT_EQ(with["devices"][0]["containerEdits"]["deviceNodes"].size(), 1u);
+
+  // Without rdma_cm the node still comes, alone.
+  auto only_gdrdrv = BuildCdiSpec("dra.net", "u3", inputs, "/dev", std::nullopt,
+                                  HostCharDevice{237, 0});
+  ASSERT_EQ(only_gdrdrv["containerEdits"]["deviceNodes"].size(), 1u);
+  EXPECT_EQ(only_gdrdrv["containerEdits"]["deviceNodes"][0]["hostPath"], "/dev/gdrdrv");
+  EXPECT_EQ(only_gdrdrv["containerEdits"]["deviceNodes"][0]["major"], 237);
+
+  for (const auto& spec : {BuildCdiSpec("dra.net", "u3", inputs, "/dev", HostCharDevice{10, 58}),
+                           BuildCdiSpec("dra.net", "u3", inputs, "/dev", HostCharDevice{10, 58},
+                                        std::nullopt)}) {
+    ASSERT_EQ(spec["containerEdits"]["deviceNodes"].size(), 1u) << spec.dump();
+    EXPECT_EQ(spec["containerEdits"]["deviceNodes"][0]["path"], "/dev/infiniband/rdma_cm");
+  }
+  EXPECT_FALSE(BuildCdiSpec("dra.net", "u3", inputs, "/dev", std::nullopt)["containerEdits"]
+                   .contains("deviceNodes"));
+}
+
 TEST(CdiSpecTest, SpecsValidateAgainstTheCdiSchema) {
   efadra::testing::TempDir dir;
   auto inventory = DiscoverBundled(dir);
@@ -76,8 +116,11 @@ TEST(CdiSpecTest, SpecsValidateAgainstTheCdiSchema) {
       inputs.push_back({slices::DeviceName(d.pci_address), &d, std::nullopt});
     }
     for (bool with_rdma_cm : {false, true}) {
+      // Every spec-level node GDRCopy adds too, on the bigger claims.
+      const bool with_gdrdrv = with_rdma_cm && n > 1;
       auto spec = BuildCdiSpec("dra.net", "0123abcd-" + std::to_string(n), inputs, dir.Sub("dev"),
-                               with_rdma_cm ? std::optional<HostCharDevice>({10, 58}) : std::nullopt);
+                               with_rdma_cm ? std::optional<HostCharDevice>({10, 58}) : std::nullopt,
+                               with_gdrdrv ? std::optional<HostCharDevice>({508, 0}) : std::nullopt);
       files.push_back(dir.Sub("spec-" + std::to_string(n) + (with_rdma_cm ? "-cm" : "") + ".json"));
       efadra::testing::WriteFileOrDie(files.back(), spec.dump(2));
     }
@@ -117,7 +160,7 @@ TEST(CdiSpec, FiEfaIfaceListsOwnDevicesThenThePeersOnce) {
   auto alone = BuildCdiSpec("dra.net", "u3", own, "/dev", std::nullopt);
   EXPECT_EQ(alone["containerEdits"]["env"],
             nlohmann::json::array({"FI_EFA_IFACE=rdmap79s0,rdmap80s0"}));
-  auto spec = BuildCdiSpec("dra.net", "u3", own, "/dev", std::nullopt,
+  auto spec = BuildCdiSpec("dra.net", "u3", own, "/dev", std::nullopt, std::nullopt,
                            {"rdmap99s0", "rdmap80s0", "rdmap81s0", "rdmap99s0"});
   EXPECT_EQ(spec["containerEdits"]["env"],
             nlohmann::json::array({"FI_EFA_IFACE=rdmap79s0,rdmap80s0,rdmap99s0,rdmap81s0"}));

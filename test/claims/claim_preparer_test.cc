@@ -3,16 +3,24 @@
 #include <fcntl.h>
 #include <spawn.h>
 #include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <functional>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
 
 #include "claims_fixture.h"
 #include "efadra/apidouble/fake_api_server.h"
@@ -49,8 +57,9 @@ class ClaimPreparerTest : public ::testing::Test {
 
   std::unique_ptr<ClaimPreparer> NewPreparer(const std::string& boot_id,
                                              std::vector<std::string>* warnings = nullptr) {
-    auto preparer = std::make_unique<ClaimPreparer>(
-        testing::FixturePreparerOptions(dir_.path(), boot_id), *client_, *cdi_, *state_,
+    PreparerOptions options = testing::FixturePreparerOptions(dir_.path(), boot_id);
+    options.inject_gdrdrv = inject_gdrdrv_;
+    auto preparer = std::make_unique<ClaimPreparer>(options, *client_, *cdi_, *state_,
                                                     [this] { return inventory_; });
     Status started = preparer->Start(warnings);
     EXPECT_TRUE(started.ok()) << started.ToString();
@@ -153,6 +162,7 @@ class ClaimPreparerTest : public ::testing::Test {
            std::to_string(d.uverbs_dev.minor);
   }
 
+  bool inject_gdrdrv_ = false;  // --inject-gdrdrv of the next NewPreparer
   TempDir dir_;
   std::shared_ptr<const discovery::Inventory> inventory_;
   apidouble::FakeApiServer server_;
@@ -1058,6 +1068,145 @@ TEST_F(ClaimPreparerTest, CheckStateDirTellsWhetherTheStateDirCanBeWritten) {
   state_->ClearFailures();
   EXPECT_TRUE(efadra::testing::WaitFor([&] { return preparer_->CheckStateDir().ok(); }));
   EXPECT_FALSE(std::filesystem::exists(dir_.Sub("state/checkpoints/.write-probe")));
+}
+
+// What the preparer logs while `body` runs.
+std::string LogsOf(const std::function<void()>& body) {
+  auto saved = spdlog::default_logger();
+  std::ostringstream out;
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out)));
+  body();
+  spdlog::set_default_logger(saved);
+  return out.str();
+}
+
+size_t Occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+// GDRCopy's node, made the way its loader makes it: a char device with gdrdrv's dynamic major,
+// minor 0. 0 when made; mknod's errno otherwise.
+int MakeGdrdrvNode(const std::string& path, uint32_t major) {
+  return ::mknod(path.c_str(), S_IFCHR | 0666, makedev(major, 0)) == 0 ? 0 : errno;
+}
+
+// --inject-gdrdrv on, the host has /dev/gdrdrv: every claim's spec-level edits carry it with
+// the host's numbers, read at each prepare (a module reload gives it another major).
+TEST_F(ClaimPreparerTest, InjectsGdrdrvWhenEnabledAndTheHostHasIt) {
+  const std::string node = dir_.Sub("dev/gdrdrv");
+  if (int err = MakeGdrdrvNode(node, 508); err != 0) {
+    // Refused without CAP_MKNOD (an unprivileged container), like the other mknod tests.
+    if (err == EPERM) GTEST_SKIP() << "mknod " << node << " needs root with CAP_MKNOD";
+    FAIL() << "mknod " << node << ": " << std::strerror(err);
+  }
+  inject_gdrdrv_ = true;
+  preparer_ = NewPreparer("boot-1");
+  SetRdmaCm(10, 58);
+  const auto& d = inventory_->devices[0];
+  ClaimRef ref = PutClaim("gdr", "uid-gdr-1", {{"efa", slices::DeviceName(d.pci_address)}});
+  std::string logs = LogsOf([&] { ASSERT_TRUE(PrepareOne(ref).status.ok()); });
+  EXPECT_EQ(SpecNodes(ref.uid),
+            (std::vector<std::string>{NodeOf(d), "/dev/infiniband/rdma_cm 10:58",
+                                      "/dev/gdrdrv 508:0"}));
+  auto spec = nlohmann::json::parse(efadra::testing::ReadFileOrEmpty(SpecPath(ref.uid)));
+  EXPECT_EQ(spec["containerEdits"]["deviceNodes"][1]["hostPath"], node);
+  EXPECT_EQ(Occurrences(logs, node), 1u) << logs;
+
+  // Reloaded with another major: the next claim gets the new number.
+  std::filesystem::remove(node);
+  ASSERT_EQ(MakeGdrdrvNode(node, 237), 0);
+  const auto& e = inventory_->devices[1];
+  ClaimRef next = PutClaim("gdr2", "uid-gdr-2", {{"efa", slices::DeviceName(e.pci_address)}});
+  ASSERT_TRUE(PrepareOne(next).status.ok());
+  EXPECT_EQ(SpecNodes(next.uid).back(), "/dev/gdrdrv 237:0");
+}
+
+// On, but the host has no /dev/gdrdrv: the claims are prepared without it, and the missing
+// node is logged once, naming it, not once per claim.
+TEST_F(ClaimPreparerTest, WithoutGdrdrvOnTheHostClaimsPrepareAndItIsLoggedOnce) {
+  inject_gdrdrv_ = true;
+  preparer_ = NewPreparer("boot-1");
+  SetRdmaCm(10, 58);
+  const std::string node = dir_.Sub("dev/gdrdrv");
+  ASSERT_FALSE(std::filesystem::exists(node));
+  std::vector<ClaimRef> refs;
+  std::string logs = LogsOf([&] {
+    for (int i = 0; i < 3; ++i) {
+      const auto& d = inventory_->devices[i];
+      refs.push_back(PutClaim("c" + std::to_string(i), "uid-nogdr-" + std::to_string(i),
+                              {{"efa", slices::DeviceName(d.pci_address)}}));
+      PrepareResult result = PrepareOne(refs.back());
+      EXPECT_TRUE(result.status.ok()) << result.status.ToString();
+    }
+  });
+  for (size_t i = 0; i < refs.size(); ++i) {
+    EXPECT_EQ(SpecNodes(refs[i].uid),
+              (std::vector<std::string>{NodeOf(inventory_->devices[i]),
+                                        "/dev/infiniband/rdma_cm 10:58"}));
+  }
+  EXPECT_EQ(Occurrences(logs, "has no " + node), 1u) << logs;
+}
+
+// Off (the default): never injected, even where the host has the node.
+TEST_F(ClaimPreparerTest, GdrdrvIsNeverInjectedWhenDisabled) {
+  const std::string node = dir_.Sub("dev/gdrdrv");
+  if (int err = MakeGdrdrvNode(node, 508); err != 0) {
+    // Refused without CAP_MKNOD (an unprivileged container), like the other mknod tests.
+    if (err == EPERM) GTEST_SKIP() << "mknod " << node << " needs root with CAP_MKNOD";
+    FAIL() << "mknod " << node << ": " << std::strerror(err);
+  }
+  ASSERT_FALSE(PreparerOptions().inject_gdrdrv);
+  SetRdmaCm(10, 58);
+  const auto& d = inventory_->devices[0];
+  ClaimRef ref = PutClaim("nogdr", "uid-off-1", {{"efa", slices::DeviceName(d.pci_address)}});
+  std::string logs = LogsOf([&] { ASSERT_TRUE(PrepareOne(ref).status.ok()); });
+  EXPECT_EQ(SpecNodes(ref.uid),
+            (std::vector<std::string>{NodeOf(d), "/dev/infiniband/rdma_cm 10:58"}));
+  EXPECT_EQ(logs.find("gdrdrv"), std::string::npos) << logs;
+}
+
+// On, and something that is not a char device sits at /dev/gdrdrv (a regular file, a directory
+// a hostPath mount made): an error naming it, logged once; the claims are prepared without it.
+TEST_F(ClaimPreparerTest, AGdrdrvThatIsNoCharDeviceIsAnErrorButNotAFailedClaim) {
+  inject_gdrdrv_ = true;
+  preparer_ = NewPreparer("boot-1");
+  SetRdmaCm(10, 58);
+  const std::string node = dir_.Sub("dev/gdrdrv");
+  for (bool directory : {false, true}) {
+    SCOPED_TRACE(directory ? "directory" : "regular file");
+    std::filesystem::remove_all(node);
+    if (directory) {
+      std::filesystem::create_directories(node);
+    } else {
+      efadra::testing::WriteFileOrDie(node, "");
+    }
+    std::vector<ClaimRef> refs;
+    std::string logs = LogsOf([&] {
+      for (int i = 0; i < 2; ++i) {
+        const auto& d = inventory_->devices[(directory ? 2 : 0) + i];
+        refs.push_back(PutClaim("bad" + std::to_string(i),
+                                std::string("uid-bad-") + (directory ? "d" : "f") +
+                                    std::to_string(i),
+                                {{"efa", slices::DeviceName(d.pci_address)}}));
+        PrepareResult result = PrepareOne(refs.back());
+        EXPECT_TRUE(result.status.ok()) << result.status.ToString();
+      }
+    });
+    for (const ClaimRef& ref : refs) {
+      EXPECT_EQ(SpecNodes(ref.uid).size(), 2u) << ::testing::PrintToString(SpecNodes(ref.uid));
+      EXPECT_EQ(SpecNodes(ref.uid).back(), "/dev/infiniband/rdma_cm 10:58");
+    }
+    if (!directory) {
+      EXPECT_EQ(Occurrences(logs, node + " is not a character device"), 1u) << logs;
+      EXPECT_NE(logs.find("error"), std::string::npos) << logs;
+    } else {
+      // Same state as before: already reported.
+      EXPECT_EQ(Occurrences(logs, node), 0u) << logs;
+    }
+  }
 }
 
 }  // namespace

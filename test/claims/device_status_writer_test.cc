@@ -4,6 +4,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <optional>
+#include <sstream>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -100,6 +105,9 @@ TEST_F(DeviceStatusWriterTest, PrepareWritesAReadyEntryWithTheDeviceDataUnderOur
   EXPECT_EQ(entry["data"]["uverbsPath"], "/dev/infiniband/" + device_.UverbsName());
   EXPECT_EQ(entry["data"]["pcieRoot"], device_.pcie_root);
   EXPECT_EQ(entry["data"]["pciAddress"], device_.pci_address);
+  // The generated tree has the port's GID as the kernel lays it out (a link-local fe80:: GID).
+  ASSERT_EQ(device_.gid.rfind("fe80:0000:0000:0000:", 0), 0u) << device_.gid;
+  EXPECT_EQ(entry["data"]["gid"], device_.gid);
   // The allocation the scheduler wrote is untouched.
   EXPECT_TRUE(claim["status"].contains("allocation"));
   bool ours = false;
@@ -108,6 +116,32 @@ TEST_F(DeviceStatusWriterTest, PrepareWritesAReadyEntryWithTheDeviceDataUnderOur
   }
   EXPECT_TRUE(ours) << claim["metadata"].dump(2);
   EXPECT_TRUE(Failures().empty());
+}
+
+// The writer's thread runs at a lower priority than the rest of the driver, so status writes
+// never take CPU from the prepares they follow.
+TEST_F(DeviceStatusWriterTest, TheWriterThreadYieldsTheCpu) {
+  auto writer = NewWriter();
+  std::optional<int> nice;
+  ASSERT_TRUE(efadra::testing::WaitFor([&] {
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name;
+      std::getline(comm, name);
+      if (name != kStatusThreadName) continue;
+      std::ifstream stat_file(task.path() / "stat");
+      std::string stat((std::istreambuf_iterator<char>(stat_file)), {});
+      // Fields after the ")" that ends comm: state is field 3, nice is field 19.
+      std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+      std::string field;
+      for (int i = 3; i <= 19 && fields >> field; ++i) {
+        if (i == 19) nice = std::stoi(field);
+      }
+      return nice.has_value();
+    }
+    return false;
+  }));
+  EXPECT_EQ(*nice, kStatusThreadNice);
 }
 
 TEST_F(DeviceStatusWriterTest, UnprepareRemovesOurEntriesAndKeepsAnotherDriversEntry) {

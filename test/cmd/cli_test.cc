@@ -78,5 +78,13 @@ TEST(CliTest, RelativePathsAreTakenAgainstTheWorkingDirectory) {
       << result.out;
 }
 
+// GDRCopy injection is opt-in, by flag or by the chart's environment variable.
+TEST(CliTest, RunOffersGdrdrvInjectionByFlagAndEnv) {
+  auto help = testing::RunCommand(std::string(kBinary) + " run --help 2>&1");
+  EXPECT_EQ(help.exit_code, 0) << help.out;
+  EXPECT_NE(help.out.find("--inject-gdrdrv"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("EFA_DRA_INJECT_GDRDRV"), std::string::npos) << help.out;
+}
+
 }  // namespace
 }  // namespace efadra::cmd

@@ -8,6 +8,8 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -15,7 +17,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -287,6 +291,44 @@ TEST_F(RunE2eTest, PublishesRegistersPreparesAndStopsCleanlyOnSigterm) {
   // prepared claim stays prepared.
   EXPECT_EQ(server_.ResourceSlices().size(), 1u);
   EXPECT_TRUE(std::filesystem::exists(SpecPath("uid-job")));
+}
+
+// The chart turns GDRCopy injection on with EFA_DRA_INJECT_GDRDRV=true: the binary then puts the
+// node's /dev/gdrdrv into the spec of each claim it prepares. With "false" (the chart's default)
+// it does not, though the node has one.
+TEST_F(RunE2eTest, TheChartsEnvVariableTurnsGdrdrvInjectionOn) {
+  BuildP5();
+  const std::string node = dir_.Sub("dev/gdrdrv");
+  if (::mknod(node.c_str(), S_IFCHR | 0666, makedev(509, 0)) != 0) {
+    const int err = errno;
+    if (err == EPERM) GTEST_SKIP() << "mknod " << node << " needs root with CAP_MKNOD";
+    FAIL() << "mknod " << node << ": " << std::strerror(err);
+  }
+  for (const bool on : {true, false}) {
+    SCOPED_TRACE(on ? "on" : "off");
+    Child child(Args(), dir_.Sub("log"), {std::string("EFA_DRA_INJECT_GDRDRV=") + (on ? "true" : "false")});
+    ASSERT_TRUE(WaitFor([&] {
+      pluginregistration::PluginInfo info;
+      return KubeletClient::Register(RegistrationSocket(), &info).ok();
+    })) << ReadFileOrEmpty(dir_.Sub("log"));
+    const std::string uid = on ? "uid-gdrdrv-on" : "uid-gdrdrv-off";
+    PutClaim(uid, uid, {Device(on ? 0 : 1)});
+    dra_v1::NodePrepareResourcesResponse response;
+    ASSERT_TRUE(Prepare(uid, uid, &response).ok());
+    ASSERT_EQ(response.claims().at(uid).error(), "");
+    auto spec = nlohmann::json::parse(ReadFileOrEmpty(SpecPath(uid)));
+    std::vector<std::string> gdrdrv;  // this tree has no rdma_cm char device: only gdrdrv's
+    for (const auto& n : spec["containerEdits"].value("deviceNodes", nlohmann::json::array())) {
+      if (n.value("path", "") != "/dev/gdrdrv") continue;
+      gdrdrv.push_back(n["hostPath"].get<std::string>() + " " + n["major"].dump() + ":" +
+                       n["minor"].dump());
+    }
+    EXPECT_EQ(gdrdrv, on ? std::vector<std::string>{node + " 509:0"} : std::vector<std::string>{})
+        << spec.dump(2);
+    child.Signal(SIGTERM);
+    ASSERT_TRUE(WaitFor([&] { return !child.Running(); }, std::chrono::seconds(5)))
+        << ReadFileOrEmpty(dir_.Sub("log"));
+  }
 }
 
 // A surge rollout as the chart runs it with host networking: the new pod starts on the same

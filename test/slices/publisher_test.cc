@@ -323,12 +323,61 @@ TEST_F(PublisherTest, SlicesLeftByADriverThatIsGoneAreReplacedAfterTheGrace) {
   registered = false;
   // DRANET's slice lists the same devices, so "converged" alone would hold from the start.
   EXPECT_TRUE(WaitFor([&] {
+    // Read the store once: between the delete of DRANET's slice and the create of ours the
+    // store is empty, and Converged() reads a snapshot of its own.
     const auto stored = server_.ResourceSlices();
-    return Converged(testing::P4dInventory()) &&
-           stored[0]["metadata"]["managedFields"][0]["manager"] == kFieldManager;
+    return stored.size() == 1 &&
+           stored[0]["metadata"]["managedFields"][0]["manager"] == kFieldManager &&
+           Converged(testing::P4dInventory());
   }));
   EXPECT_TRUE(publisher.State().foreign_slices.empty());
   EXPECT_GT(server_.ResourceSlices()[0]["spec"]["pool"]["generation"].get<int64_t>(), 7);
+}
+
+// With sharing on, the API server (DRAConsumableCapacity on) keeps what is published and the
+// pool is written once.
+TEST_F(PublisherTest, SharedDevicesArePublishedAndStayWritten) {
+  FakeNode node(testing::P4dInventory());
+  PublisherOptions options = Options();
+  options.shares_per_device = 2;
+  Publisher& publisher = StartPublisher(node, options);
+  ASSERT_TRUE(WaitFor([&] { return publisher.FirstPublishDone(); }));
+  const uint64_t writes = publisher.State().writes;
+  const uint64_t scans = publisher.State().scans;
+  ASSERT_TRUE(WaitFor([&] { return publisher.State().scans >= scans + 10; }));
+  EXPECT_EQ(publisher.State().writes, writes);
+  EXPECT_FALSE(publisher.State().sharing_dropped_by_api);
+  const auto devices = StoredDevices();
+  ASSERT_EQ(devices.size(), 4u);
+  for (const auto& [name, device] : devices) {
+    EXPECT_EQ(device.value("allowMultipleAllocations", false), true) << name;
+    EXPECT_EQ(device["capacity"]["dra.net/shares"]["value"], "2") << name;
+  }
+}
+
+// With the gate off the server drops allowMultipleAllocations: the publisher notices once,
+// publishes the EFAs for exclusive use (no shares capacity either) and then stops writing,
+// instead of rewriting the pool at every sync.
+TEST_F(PublisherTest, SharingDroppedByTheApiServerIsNoticedAndCausesNoChurn) {
+  server_.SetConsumableCapacityGate(false);
+  FakeNode node(testing::P4dInventory());
+  PublisherOptions options = Options();
+  options.shares_per_device = 2;
+  Publisher& publisher = StartPublisher(node, options);
+  ASSERT_TRUE(WaitFor([&] {
+    return publisher.State().sharing_dropped_by_api && Converged(testing::P4dInventory());
+  }));
+  // The store can show the exclusive pool before the sync that wrote it counted the write.
+  uint64_t scans = publisher.State().scans;
+  ASSERT_TRUE(WaitFor([&] { return publisher.State().scans >= scans + 3; }));
+  const uint64_t writes = publisher.State().writes;
+  scans = publisher.State().scans;
+  ASSERT_TRUE(WaitFor([&] { return publisher.State().scans >= scans + 10; }));
+  EXPECT_EQ(publisher.State().writes, writes);
+  for (const auto& [name, device] : StoredDevices()) {
+    EXPECT_FALSE(device.contains("allowMultipleAllocations")) << name;
+    EXPECT_FALSE(device.contains("capacity")) << name;
+  }
 }
 
 TEST_F(PublisherTest, ExternalDeleteIsRepairedWithinASecond) {

@@ -243,6 +243,40 @@ TEST(DesiredSlicesTest, AttributeCapKeepsCompatibilityAttributes) {
   EXPECT_NE(warnings[0].find("at most 32 attributes"), std::string::npos) << warnings[0];
 }
 
+// Sharing is opt-in: by default a device carries neither allowMultipleAllocations nor a
+// capacity (byte for byte what DRANET publishes); with shares each device has both, and the
+// capacity counts against the API's limit of 32 attributes and capacities.
+TEST(DesiredSlicesTest, SharedDevicesCarryAShareCapacity) {
+  const auto exclusive = DesiredSlices(testing::P4dInventory(), Options());
+  for (const auto& device : exclusive[0]["spec"]["devices"]) {
+    EXPECT_FALSE(device.contains("allowMultipleAllocations"));
+    EXPECT_FALSE(device.contains("capacity"));
+  }
+  SliceOptions options = Options();
+  options.shares_per_device = 4;
+  const auto devices = DesiredSlices(testing::P4dInventory(), options)[0]["spec"]["devices"];
+  ASSERT_EQ(devices.size(), 4u);
+  const json want_capacity = json::parse(R"({"dra.net/shares": {"value": "4", "requestPolicy":
+      {"default": "1", "validRange": {"min": "1", "max": "4", "step": "1"}}}})");
+  for (const auto& device : devices) {
+    SCOPED_TRACE(device["name"].get<std::string>());
+    EXPECT_EQ(device["allowMultipleAllocations"], true);
+    EXPECT_EQ(device["capacity"], want_capacity);
+  }
+
+  discovery::Inventory crowded = testing::Trn2LikeInventory();
+  for (auto& device : crowded.devices) {
+    for (int i = 0; i < 40; ++i) {
+      device.device_groups["devicegroup" + std::to_string(100 + i) + "_id"] = "x";
+    }
+  }
+  const auto crowded_slices = DesiredSlices(crowded, options);
+  for (const auto& device : crowded_slices[0]["spec"]["devices"]) {
+    EXPECT_EQ(device["attributes"].size() + device["capacity"].size(),
+              static_cast<size_t>(kMaxAttributesPerDevice));
+  }
+}
+
 // DRANET publishes netdev attributes only on the PCI function that owns the netdev; an EFA's
 // ENA sibling is another function, so an EFA has none, whether or not it has a sibling.
 TEST(DesiredSlicesTest, NoNetdevAttributesOnAnEfa) {

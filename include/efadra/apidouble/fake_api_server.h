@@ -84,6 +84,10 @@ class FakeApiServer {
                 const std::string& method = "", const std::string& path_prefix = "");
   // Every response is delayed by this much (0 to stop).
   void SetLatency(std::chrono::milliseconds latency);
+  // The DRAConsumableCapacity feature gate (beta, on by default in 1.36, and here). Off: slices
+  // lose devices[].allowMultipleAllocations and capacity requestPolicy silently on create and
+  // update, as the real server drops the fields of a disabled gate.
+  void SetConsumableCapacityGate(bool on);
   // Closes every open watch stream now (clients must re-list and re-watch).
   void DropWatches();
   void SetBearerToken(const std::string& token);

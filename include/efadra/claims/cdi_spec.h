@@ -4,7 +4,8 @@
 // "<claimUID>-<deviceName>". Each device injects its uverbs node with the host's major:minor
 // (path = the container path /dev/infiniband/uverbsN, hostPath = the node under --dev-root).
 // The spec-level edits, applied whenever any device of the claim is injected, add
-// /dev/infiniband/rdma_cm (only when the host has it) and FI_EFA_IFACE listing every RDMA
+// /dev/infiniband/rdma_cm and /dev/gdrdrv (each only when given: the host has it, and for
+// gdrdrv the operator asked for it) and FI_EFA_IFACE listing every RDMA
 // device of the claim: a container that gets a subset of the claim's devices sees the other
 // names in the list but not their uverbs nodes, and libibverbs hides devices without a node,
 // so the list only ever narrows libfabric to devices the container was given.
@@ -46,7 +47,7 @@ namespace efadra::claims {
 inline constexpr char kCdiVersion[] = "0.5.0";
 inline constexpr char kCdiClass[] = "efa";
 
-// A char device node on the host (for rdma_cm, whose minor is dynamic).
+// A char device node on the host (rdma_cm's minor is dynamic, so is gdrdrv's major).
 struct HostCharDevice {
   uint32_t major = 0;
   uint32_t minor = 0;
@@ -72,11 +73,14 @@ struct CdiDeviceInput {
 };
 
 // The spec for `devices` (in allocation order). `dev_root` is --dev-root ("/dev");
-// rdma_cm is the host's /dev/infiniband/rdma_cm when present. `peer_rdma_devices` are the
-// RDMA devices of the claim's peers (see above), appended to FI_EFA_IFACE after the claim's own.
+// rdma_cm is the host's /dev/infiniband/rdma_cm when present; gdrdrv is GDRCopy's /dev/gdrdrv
+// when it is to be injected (its container path is /dev/gdrdrv, its hostPath below dev_root).
+// `peer_rdma_devices` are the RDMA devices of the claim's peers (see above), appended to
+// FI_EFA_IFACE after the claim's own.
 nlohmann::json BuildCdiSpec(std::string_view driver, std::string_view claim_uid,
                             const std::vector<CdiDeviceInput>& devices, std::string_view dev_root,
                             const std::optional<HostCharDevice>& rdma_cm,
+                            const std::optional<HostCharDevice>& gdrdrv = std::nullopt,
                             const std::vector<std::string>& peer_rdma_devices = {});
 
 }  // namespace efadra::claims

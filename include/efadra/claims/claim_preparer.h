@@ -89,6 +89,11 @@ struct PreparerOptions {
   std::string dev_root = "/dev";
   // Where sysfs is (--sysfs-root): the rdma_cm number is read from class/misc/rdma_cm/dev.
   std::string sysfs_root = "/sys";
+  // --inject-gdrdrv: every claim's spec also injects GDRCopy's <dev_root>/gdrdrv (GPUDirect
+  // RDMA through gdrdrv's mappings) when that node is a char device. Off: never injected.
+  // Absent, or not a char device: not injected, logged once (when that state begins), and
+  // the claim is prepared anyway.
+  bool inject_gdrdrv = false;
   // The node's boot id (/proc/sys/kernel/random/boot_id, or --boot-id-file in tests).
   std::string boot_id;
   // Non-empty: rolling-update mode, serialised with the twin through an flock on this file

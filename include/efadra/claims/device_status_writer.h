@@ -1,6 +1,6 @@
 // DeviceStatusWriter: publishes status.devices of the ResourceClaims this driver prepared
 // (KEP-4817): one entry per allocated device of ours with a Ready condition and the device's
-// data (RDMA device, uverbs path, PCIe root, port state, link speed), written with server-side
+// data (RDMA device, uverbs path, PCIe root, port state, link speed, GID), written with server-side
 // apply under the driver's field manager and cleared (an apply with no entries) on unprepare.
 //
 // Off the kubelet's critical path: Prepared()/Unprepared() only record the desired state and
@@ -30,6 +30,11 @@
 #include "efadra/kube/client.h"
 
 namespace efadra::claims {
+
+// The writer thread's name (as `top -H` and /proc/<pid>/task/*/comm show it) and its nice
+// value: it yields the CPU to the prepares.
+inline constexpr char kStatusThreadName[] = "claim-status";
+inline constexpr int kStatusThreadNice = 10;
 
 struct DeviceStatusWriterOptions {
   std::string driver_name = "dra.net";

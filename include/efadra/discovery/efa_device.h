@@ -63,6 +63,7 @@ struct EfaDevice {
   std::string local_cpulist;   // "0-23,48-71"; "" unknown
 
   PortInfo port;
+  std::string gid;         // ports/1/gids/0, "fe80:0000:0000:0000:14b0:33ff:fef8:77cd"; "" unknown
   std::string node_guid;   // "dd28:fea6:0000:2500"
   std::string fw_version;  // usually empty on EFA
 

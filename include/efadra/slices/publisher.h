@@ -56,6 +56,11 @@ struct PublisherOptions {
   bool taint_unhealthy = false;
   // --numa-node-list (see SliceOptions::numa_node_list).
   bool numa_node_list = false;
+  // --allow-multiple-allocations (see SliceOptions::shares_per_device). When the API server
+  // drops allowMultipleAllocations from a written device (DRAConsumableCapacity off), the
+  // publisher says so once and publishes the EFAs for exclusive use from then on (without the
+  // shares capacity), so the pool converges instead of being rewritten at every sync.
+  int shares_per_device = 0;
   // Periodic hardware rescan (--resync).
   std::chrono::milliseconds resync{std::chrono::seconds(60)};
   // Kernel events arrive in bursts (a device and its port, netdev and uverbs node); one
@@ -112,6 +117,9 @@ struct PublisherState {
   // Slices of our driver and node written by another program ("<name> (by <managers>)"), as
   // the last sync found them; while there are any the publisher writes nothing.
   std::vector<std::string> foreign_slices;
+  // Sharing was asked for and the API server dropped allowMultipleAllocations: EFAs are
+  // published for one claim at a time.
+  bool sharing_dropped_by_api = false;
 };
 
 class Publisher {
@@ -174,6 +182,8 @@ class Publisher {
   std::chrono::steady_clock::time_point retry_at_;
   // Since when foreign slices are there with no other driver registered (sync thread only).
   std::optional<std::chrono::steady_clock::time_point> foreign_unclaimed_since_;
+  // The API server drops allowMultipleAllocations (sync thread writes, MakeSliceOptions reads).
+  std::atomic<bool> sharing_dropped_{false};
   std::optional<std::chrono::steady_clock::time_point> rescan_at_;  // debounced kernel event
   std::optional<discovery::Inventory> inventory_;                   // last successful scan
   nlohmann::json last_synced_devices_;  // devices of the last successful sync

@@ -27,7 +27,18 @@ struct SliceOptions {
   // nodes equally local to it), as DRANET main does with DRAListTypeAttributes. Needs that
   // feature gate on the API server and scheduler: without it the API server drops the value.
   bool numa_node_list = false;
+  // --allow-multiple-allocations: 0 publishes every EFA for one claim at a time (as DRANET
+  // does). N > 0 publishes each with allowMultipleAllocations: true (KEP-5075, the
+  // DRAConsumableCapacity feature; the API server drops the field while the gate is off) and
+  // the consumable capacity <driver>/shares of N, of which a request takes 1 unless it asks
+  // for more (requestPolicy: default 1, range 1..N step 1). Without a capacity the scheduler
+  // would stack every claim on the first EFA; with it at most N claims share one EFA and its
+  // bandwidth, and a claim can ask for a bigger part of it.
+  int shares_per_device = 0;
 };
+
+// "<driver>/shares": the consumable capacity of a device that allows multiple allocations.
+std::string SharesCapacityName(std::string_view driver);
 
 // "<driver>/unhealthy": the key of the taint on unhealthy devices.
 std::string UnhealthyTaintKey(std::string_view driver);

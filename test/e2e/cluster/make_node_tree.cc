@@ -1,11 +1,19 @@
 // make_node_tree: writes the sysfs and /dev trees of a bundled instance type (or of an
 // efa-topo/v1 YAML file) where a real-cluster node's driver reads them, with real character
 // devices for uverbsN and rdma_cm (mknod, as root), so that containerd creates the same nodes
-// in containers from the CDI specs.
+// in containers from the CDI specs. It also makes <dev-root>/gdrdrv, GDRCopy's node (a
+// dynamic major, minor 0, as its loader makes it): injected only when the driver runs with
+// --inject-gdrdrv, so it changes nothing for the other scenarios.
 //
 //   make_node_tree <instance-type | topology.yaml> <sysfs-root> <dev-root>
 //
 // Exit 0 and one line naming what was written; 1 with the error otherwise.
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -47,6 +55,19 @@ int main(int argc, char** argv) {
   if (!built.ok()) {
     std::cerr << "make_node_tree: " << built.message() << "\n";
     return 1;
+  }
+  // From the extended dynamic range (384-511), where no fixed driver sits.
+  constexpr unsigned kGdrdrvMajor = 509;
+  const std::string gdrdrv = std::string(argv[3]) + "/gdrdrv";
+  std::remove(gdrdrv.c_str());
+  if (::mknod(gdrdrv.c_str(), S_IFCHR | 0666, makedev(kGdrdrvMajor, 0)) != 0) {
+    // Without CAP_MKNOD the tree has none, like a node without GDRCopy.
+    if (errno != EPERM) {
+      std::cerr << "make_node_tree: mknod " << gdrdrv << ": " << std::strerror(errno) << "\n";
+      return 1;
+    }
+  } else {
+    ::chmod(gdrdrv.c_str(), 0666);  // mknod honours the umask
   }
   std::cout << "make_node_tree: " << topology->instance_type << ": "
             << topology->OfKind(efadra::sysfstree::DeviceKind::kEfa).size() << " EFAs, sysfs "

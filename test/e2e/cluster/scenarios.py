@@ -17,6 +17,7 @@ import os
 import re
 import shlex
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -274,8 +275,8 @@ class AuditWindow:
         self.path = f"{WORK}/logs/audit.log"
         self.offset = os.path.getsize(self.path)
 
-    def slice_writes(self, users=None):
-        writes = []
+    def events(self):
+        """The completed audit events logged since the window opened."""
         with open(self.path) as f:
             f.seek(self.offset)
             for line in f:
@@ -283,13 +284,27 @@ class AuditWindow:
                     event = json.loads(line)
                 except ValueError:
                     continue
-                ref = event.get("objectRef", {})
-                user = event.get("user", {}).get("username", "")
-                if (ref.get("resource") == "resourceslices" and event.get("stage") == "ResponseComplete"
-                        and (users is None or user in users) and event.get("verb") != "get"):
-                    writes.append(f"{event['verb']} {ref.get('name', '')} by {user} -> "
-                                  f"{event.get('responseStatus', {}).get('code')}")
-        return writes
+                if event.get("stage") == "ResponseComplete":
+                    yield event
+
+    @staticmethod
+    def describe(event):
+        return (f"{event['verb']} {event.get('objectRef', {}).get('name', '')} by "
+                f"{event.get('user', {}).get('username', '')} -> "
+                f"{event.get('responseStatus', {}).get('code')}")
+
+    def slice_writes(self, users=None):
+        return [self.describe(e) for e in self.events()
+                if e.get("objectRef", {}).get("resource") == "resourceslices"
+                and (users is None or e.get("user", {}).get("username", "") in users)
+                and e.get("verb") != "get"]
+
+    def writes(self, resource, subresource, users):
+        """"<verb> <name> by <user> -> <code>" of writes to resource/subresource by `users`."""
+        return [self.describe(e) for e in self.events()
+                if e.get("objectRef", {}).get("resource") == resource
+                and e.get("objectRef", {}).get("subresource", "") == subresource
+                and e.get("user", {}).get("username", "") in users]
 
 
 # --- manifests used by several scenarios -------------------------------------------------------
@@ -353,6 +368,8 @@ def slices_and_deviceclass():
     image = os.environ.get("EFA_DRA_E2E_IMAGE", "localhost/efa-dra-driver:e2e")
     check(f"image {image}." in notes and "runs on EFA nodes only" in notes,
           f"the release notes do not name the image deployed and where it runs:\n{notes}")
+    check("(vpc.amazonaws.com/efa: N in resources.limits)" in notes and "WARNING" not in notes,
+          f"the release notes do not say how device-plugin pods are served, or warn on 1.36:\n{notes}")
     return (f"DeviceClass present; {len(our_slices())} slice(s) of {NODE} list {len(published)} devices "
             f"= the {len(hw)} EFAs of the tree; kubectl logs -l {DRIVER_SELECTOR}: "
             f"{len(logs.splitlines())} lines; NOTES name the image and show the slice listing")
@@ -580,6 +597,59 @@ def status_shows_holders():
         delete([one_efa_pod(h) for h in holders])
 
 
+@scenario("claim-device-status")
+def claim_device_status():
+    """After the prepare, the claim's status.devices holds our entry (Ready=True and the EFA's
+    data), applied by the driver's field manager through the real API server's RBAC (1.36's
+    granular status authorization on: the chart's associated-node permission on
+    resourceclaims/driver is what lets it through); after the pod is gone no entry of ours is
+    left. The audit log shows every status write of the driver's service account succeeded."""
+    audit = AuditWindow()
+    claim = {"apiVersion": "resource.k8s.io/v1", "kind": "ResourceClaim",
+             "metadata": {"name": "e2e-status"},
+             "spec": ONE_EFA_TEMPLATE["spec"]["spec"]}
+    holder = one_efa_pod("status-holder")
+    holder["spec"]["resourceClaims"] = [{"name": "efa", "resourceClaimName": "e2e-status"}]
+    apply([claim, holder])
+    try:
+        wait_pod_phase("status-holder")
+
+        def ours():
+            c = kjson("get", "resourceclaim", "e2e-status")
+            entries = [d for d in c.get("status", {}).get("devices", []) if d["driver"] == DRIVER]
+            return (c, entries) if entries else None
+        c, entries = wait_for("status.devices of claim e2e-status", ours, 60)
+        (device,) = allocated(c)
+        check(len(entries) == 1 and entries[0]["device"] == device,
+              f"allocated {device}, status.devices has {entries}")
+        entry = entries[0]
+        ready = [x for x in entry.get("conditions", []) if x["type"] == "Ready"]
+        check(ready and ready[0]["status"] == "True", f"conditions: {entry.get('conditions')}")
+        hw = hardware()
+        data = entry.get("data", {})
+        check(data.get("uverbsPath") == f"/dev/infiniband/{hw[device][0]}"
+              and data.get("rdmaDevice") == attribute(published_devices()[device], "dra.net/rdmaDevice")
+              and data.get("pcieRoot") == attribute(published_devices()[device], "resource.kubernetes.io/pcieRoot"),
+              f"data {data} for {device} ({hw[device]})")
+        shown = kjson("get", "resourceclaim", "e2e-status", "--show-managed-fields")
+        managers = {(m.get("manager"), m.get("operation"), m.get("subresource"))
+                    for m in shown["metadata"].get("managedFields", [])}
+        check(("efa-dra-driver", "Apply", "status") in managers, f"managedFields: {managers}")
+        delete([holder])
+
+        def cleared():
+            c = kjson("get", "resourceclaim", "e2e-status")
+            return not any(d["driver"] == DRIVER for d in c.get("status", {}).get("devices", []))
+        wait_for("our status.devices entry to go after the pod", cleared, 60)
+        writes = audit.writes("resourceclaims", "status", users={DRIVER_SA})
+        check(len(writes) >= 2 and all(w.endswith("-> 200") for w in writes),
+              f"the driver's status writes in the audit log: {writes}")
+        return (f"{device}: Ready=True, data {sorted(data)}, applied by efa-dra-driver; gone after "
+                f"the pod; audit: {len(writes)} status patches, all 200")
+    finally:
+        delete([holder, claim])
+
+
 @scenario("device-plugin-style-extended-resource")
 def extended_resource():
     """A pod written for the EFA device plugin (resources.limits: vpc.amazonaws.com/efa: 2) is
@@ -606,6 +676,63 @@ def extended_resource():
         finally:
             delete([manifest])
     return "; ".join(results)
+
+
+def container_gdrdrv(pod_name, container="c"):
+    """(major, minor) of /dev/gdrdrv in the container, None when it has none."""
+    out = kubectl("exec", pod_name, "-c", container, "--", "sh", "-c",
+                  "[ -e /dev/gdrdrv ] && stat -c '%t %T %F' /dev/gdrdrv; true").stdout.strip()
+    if not out:
+        return None
+    major, minor, kind = out.split(" ", 2)
+    check(kind == "character special file", f"{pod_name}: /dev/gdrdrv is a {kind}, not a char device")
+    return (int(major, 16), int(minor, 16))
+
+
+def only_new_driver_pod():
+    """After a helm upgrade: the new driver pod is Ready and the old one has gone, so the next
+    claim is prepared by a driver with the new values."""
+    wait_driver_ready(180)
+    wait_for("the old driver pod to be gone", lambda: len(driver_pods()) == 1, 120)
+
+
+@scenario("gdrdrv-injected-when-enabled")
+def gdrdrv_injected_when_enabled():
+    """gdrcopy.inject=true (helm upgrade): a pod with one EFA claim sees GDRCopy's /dev/gdrdrv
+    with the node's major:minor, next to its EFA, without being privileged. With the value back
+    to its default a new pod has no /dev/gdrdrv, though the node still has one."""
+    host = f"{node_tree()}/dev/gdrdrv"
+    st = os.stat(host)
+    check(stat.S_ISCHR(st.st_mode), f"{host} is not a char device (make_node_tree makes one)")
+    want = (os.major(st.st_rdev), os.minor(st.st_rdev))
+    on, off = one_efa_pod("gdrdrv-on"), one_efa_pod("gdrdrv-off")
+    helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "--reuse-values", "--set", "gdrcopy.inject=true",
+         "--wait", "--timeout", "180s")
+    try:
+        only_new_driver_pod()
+        apply([ONE_EFA_TEMPLATE, on])
+        try:
+            p = wait_pod_phase("gdrdrv-on")
+            devices = allocated(claim_of(p, "efa"))
+            check(len(devices) == 1, f"gdrdrv-on: {devices} allocated")
+            seen = expect_container_has("gdrdrv-on", "c", devices)
+            got = container_gdrdrv("gdrdrv-on")
+            check(got == want, f"gdrdrv-on: container /dev/gdrdrv {got}, node {host} {want}")
+        finally:
+            delete([on])
+    finally:
+        helm("upgrade", RELEASE, CHART, "-n", NAMESPACE, "--reuse-values", "--set", "gdrcopy.inject=false",
+             "--wait", "--timeout", "180s")
+        only_new_driver_pod()
+    apply([ONE_EFA_TEMPLATE, off])
+    try:
+        wait_pod_phase("gdrdrv-off")
+        got = container_gdrdrv("gdrdrv-off")
+        check(got is None, f"gdrdrv-off: /dev/gdrdrv {got} in the container with gdrcopy.inject=false")
+    finally:
+        delete([off])
+    return (f"inject on: container sees {seen} and /dev/gdrdrv {want[0]}:{want[1]} (node's); "
+            f"restored: a new pod has no /dev/gdrdrv")
 
 
 def cdi_spec_iface(claim_uid):
@@ -779,6 +906,93 @@ def example_gpu_aligned_p4d():
 def example_gpu_aligned_p6_b200():
     return example_gpu_aligned_on("p6-b200.48xlarge", "gpu-efa-aligned-p6-b200.yaml",
                                   "nccl-worker-p6-b200", 1, 1)
+
+
+def set_sharing(on):
+    """helm upgrade with sharing.allowMultipleAllocations on or off; waits until the published
+    devices say so."""
+    helm("upgrade", RELEASE, f"{REPO}/deploy/helm/efa-dra-driver", "-n", NAMESPACE, "--reuse-values",
+         "--set", f"sharing.allowMultipleAllocations={'true' if on else 'false'}",
+         "--wait", "--timeout", "180s")
+    wait_driver_ready()
+
+    def published_as_wanted():
+        devices = published_devices()
+        return devices and all(bool(d.get("allowMultipleAllocations")) == on for d in devices.values())
+    wait_for(f"devices published with allowMultipleAllocations={on}", published_as_wanted, 90)
+
+
+@scenario("eight-claims-on-four-shared-efas")
+def eight_claims_on_four_shared_efas():
+    """sharing.allowMultipleAllocations (KEP-5075): on a node with 4 EFAs, 8 pods with a claim
+    of one EFA each all run, two per EFA (the dra.net/shares capacity of 2 spreads them); the
+    two claims on one EFA get distinct CDI devices naming the same uverbs node, and each
+    container sees just that node. A 9th pod finds no share left and stays Pending; when one
+    pod goes, its share is unprepared, the other claim on that EFA keeps its CDI device and
+    the 9th pod gets the freed share. Sharing off again restores exclusive devices."""
+    if len(hardware()) != 4:
+        switch_node_tree("p4d.24xlarge")
+    hw = hardware()
+    check(len(hw) == 4, f"the p4d tree has {len(hw)} EFAs, not 4")
+    set_sharing(True)
+    pods = [one_efa_pod(f"sharer-{i}") for i in range(8)]
+    extra = one_efa_pod("sharer-8")
+    try:
+        capacity = {d: v.get("capacity", {}) for d, v in published_devices().items()}
+        check(all(c.get("dra.net/shares", {}).get("value") == "2" for c in capacity.values()),
+              f"published capacities: {capacity}")
+        apply([ONE_EFA_TEMPLATE] + pods)
+        holders = {}
+        for p in pods:
+            name = p["metadata"]["name"]
+            obj = wait_pod_phase(name)
+            claim = claim_of(obj, "efa")
+            results = [r for r in claim["status"]["allocation"]["devices"]["results"]
+                       if r["driver"] == DRIVER]
+            check(len(results) == 1 and results[0].get("shareID"),
+                  f"{name}: allocation results {results}")
+            device = results[0]["device"]
+            expect_container_has(name, "c", [device])
+            holders.setdefault(device, []).append((name, claim["metadata"]["uid"], results[0]["shareID"]))
+        check(sorted(len(h) for h in holders.values()) == [2, 2, 2, 2],
+              f"claims per EFA: { {d: [n for n, _, _ in h] for d, h in holders.items()} }")
+        specs = cdi_specs()
+        for device, claims in holders.items():
+            ids = []
+            for _, uid, share in claims:
+                (spec_name,) = [n for n in specs if uid in n]
+                with open(f"{WORK}/cdi/{spec_name}") as f:
+                    spec = json.load(f)
+                (entry,) = spec["devices"]
+                check(entry["name"] == f"{uid}-{device}-{share}", f"CDI device {entry['name']}")
+                ids.append(entry["name"])
+                check(specs[spec_name] == {f"{node_tree()}/dev/infiniband/{hw[device][0]}"},
+                      f"{spec_name} injects {specs[spec_name]}")
+            check(len(set(ids)) == 2, f"{device}: CDI devices {ids}")
+
+        apply([extra])
+        time.sleep(10)
+        p9 = pod("sharer-8")
+        check(p9["status"].get("phase") == "Pending" and not p9["spec"].get("nodeName"),
+              f"a 9th claim found a share: {p9['status'].get('phase')} on {p9['spec'].get('nodeName')}")
+
+        device, claims = sorted(holders.items())[0]
+        (gone, gone_uid, _), (kept, kept_uid, _) = claims
+        delete([one_efa_pod(gone)])
+        wait_for(f"the CDI spec of {gone}'s claim to go",
+                 lambda: not any(gone_uid in n for n in cdi_specs()), 60)
+        check(any(kept_uid in n for n in cdi_specs()), f"{kept}'s CDI spec went with {gone}'s")
+        expect_container_has(kept, "c", [device])
+        wait_pod_phase("sharer-8")
+        got = pod_devices("sharer-8")
+        check(got == [device], f"the 9th pod got {got}, the freed share was on {device}")
+        return (f"8 claims on 4 EFAs, 2 each ({', '.join(sorted(holders))}), distinct CDI devices per "
+                f"share; 9th Pending until {gone} left, then got {device}; {kept} untouched")
+    finally:
+        delete(pods + [extra, ONE_EFA_TEMPLATE])
+        wait_for("the sharers to go", lambda: not any(
+            p["metadata"]["name"].startswith("sharer-") for p in kjson("get", "pods")["items"]), 120)
+        set_sharing(False)
 
 
 def switch_node_tree(instance_type):
@@ -976,6 +1190,81 @@ def resilience_containerd_restart():
         time.sleep(2)
         start_component("containerd")
     return resilience("containerd-restart", lambda: stop_component("containerd"), restore)
+
+
+def memlock_kib(text):
+    """`ulimit -l` output (KiB or "unlimited") as a number; None for unlimited."""
+    text = text.strip()
+    return None if text == "unlimited" else int(text)
+
+
+def containerd_memlock_kib():
+    """containerd's own soft RLIMIT_MEMLOCK, from /proc/<pid>/limits (bytes there)."""
+    with open(f"{WORK}/pids/containerd") as f:
+        pid = int(f.read())
+    # The saved pid is bash's, which exec'd containerd: the same process.
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max locked memory"):
+                soft = line.split()[3]
+                return None if soft == "unlimited" else int(soft) // 1024
+    raise Failure("no 'Max locked memory' line in containerd's limits")
+
+
+def restart_containerd(prefix=""):
+    """Restarts containerd with its saved command line, optionally run through `prefix`."""
+    stop_component("containerd")
+    cmd_file = f"{WORK}/pids/containerd.cmd"
+    with open(cmd_file) as f:
+        saved = f.read()
+    if prefix:
+        with open(cmd_file, "w") as f:
+            f.write(prefix + " " + saved)
+    try:
+        start_component("containerd")
+    finally:
+        with open(cmd_file, "w") as f:
+            f.write(saved)
+    wait_for("containerd", lambda: run([f"{BIN}/ctr", "--address", f"{WORK}/containerd/containerd.sock",
+                                        "version"], check_rc=False).returncode == 0, 60)
+
+
+@scenario("memlock-comes-from-containerd")
+def memlock_comes_from_containerd():
+    """EFA memory registration counts against RLIMIT_MEMLOCK (a container has no CAP_IPC_LOCK),
+    and CDI cannot set rlimits: containerd's CRI clears the default spec's rlimits, so an EFA
+    container gets containerd's own limit. Shown with real containerd and runc: a pod with an
+    EFA claim reports containerd's limit; containerd restarted with another limit (here a
+    lower one: this VM's root lacks CAP_SYS_RESOURCE, so `prlimit --memlock=unlimited` fails
+    with "Operation not permitted"; a node's LimitMEMLOCK=infinity drop-in raises it the same
+    way), a new pod reports that one. The setting that matters is on the node (docs/usage.md)."""
+    before = containerd_memlock_kib()
+    other = before // 2 if before else 64 * 1024
+    results = []
+    restarted = False
+    try:
+        for step in ("as started", "restarted"):
+            if step == "restarted":
+                restarted = True
+                restart_containerd(f"prlimit --memlock={other * 1024}:{other * 1024} --")
+                check(containerd_memlock_kib() == other,
+                      f"containerd runs with {containerd_memlock_kib()} KiB, not {other}")
+            expected = containerd_memlock_kib()
+            holder = one_efa_pod("memlock-check")
+            apply([ONE_EFA_TEMPLATE, holder])
+            try:
+                wait_pod_phase("memlock-check")
+                seen = memlock_kib(kubectl("exec", "memlock-check", "-c", "c", "--", "sh", "-c",
+                                           "ulimit -l").stdout)
+                check(seen == expected, f"containerd {step}: container memlock {seen} KiB, containerd's {expected} KiB")
+                shown = "unlimited" if seen is None else f"{seen} KiB"
+                results.append(f"containerd {step} with {shown}: the EFA container sees {shown}")
+            finally:
+                delete([holder])
+    finally:
+        if restarted:
+            restart_containerd()
+    return "; ".join(results)
 
 
 @scenario("resilience-helm-upgrade-surge")
@@ -1323,12 +1612,13 @@ def helm_uninstall():
 ORDER = [
     "slices-and-deviceclass", "example-single-efa", "example-shared-claim", "example-gpu-aligned",
     "example-all-efas", "all-efas-of-one-gpu-root", "status-shows-which-pod-holds-which-efa",
-    "device-plugin-style-extended-resource", "two-efa-claims-in-one-container",
+    "claim-device-status", "device-plugin-style-extended-resource", "two-efa-claims-in-one-container",
+    "gdrdrv-injected-when-enabled",
     "resilience-kill-9-driver", "resilience-delete-driver-pod", "resilience-kubelet-restart",
-    "resilience-containerd-restart", "resilience-helm-upgrade-surge",
+    "resilience-containerd-restart", "memlock-comes-from-containerd", "resilience-helm-upgrade-surge",
     "chart-lint-and-server-dry-run", "admission-policy-by-behaviour",
     "second-dra-net-driver-on-the-node", "aws-dranet-values-file", "migration-from-aws-dranet",
-    "example-gpu-aligned-p4d", "example-gpu-aligned-p6-b200", "example-neuron-aligned",
+    "example-gpu-aligned-p4d", "eight-claims-on-four-shared-efas", "example-gpu-aligned-p6-b200", "example-neuron-aligned",
     "helm-uninstall-leaves-nothing",
 ]
 SCENARIOS.sort(key=lambda entry: ORDER.index(entry[0]))
