@@ -26,4 +26,14 @@ void AddLoggingFlags(CLI::App& command, LoggingFlags& flags);
 // Applies the flags; false (after printing one line) when they are invalid.
 bool ApplyLoggingFlags(const LoggingFlags& flags);
 
+// --allow-multiple-allocations and --shares-per-device (slices::SliceOptions::shares_per_device),
+// the same for `run` and `discover --slices`.
+struct SharingFlags {
+  bool allow_multiple_allocations = false;
+  int shares_per_device = 2;
+  // What SliceOptions::shares_per_device gets: 0 while sharing is off.
+  int SharesPerDevice() const { return allow_multiple_allocations ? shares_per_device : 0; }
+};
+void AddSharingFlags(CLI::App& command, SharingFlags& flags);
+
 }  // namespace efadra::cmd

@@ -17,6 +17,21 @@ void AddLoggingFlags(CLI::App& command, LoggingFlags& flags) {
       ->capture_default_str();
 }
 
+void AddSharingFlags(CLI::App& command, SharingFlags& flags) {
+  command
+      .add_flag("--allow-multiple-allocations", flags.allow_multiple_allocations,
+                "Publish every EFA with allowMultipleAllocations, so several claims can share "
+                "one (its bandwidth too); needs the DRAConsumableCapacity feature gate")
+      ->envname("EFA_DRA_ALLOW_MULTIPLE_ALLOCATIONS");
+  command
+      .add_option("--shares-per-device", flags.shares_per_device,
+                  "With --allow-multiple-allocations: the capacity <driver>/shares of each EFA; "
+                  "a claim takes 1 unless it asks for more, so at most this many share one EFA")
+      ->envname("EFA_DRA_SHARES_PER_DEVICE")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str();
+}
+
 bool ApplyLoggingFlags(const LoggingFlags& flags) {
   auto format = observe::ParseLogFormat(flags.format);
   if (!format.ok()) {

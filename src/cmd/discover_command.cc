@@ -46,8 +46,7 @@ struct DiscoverFlags {
   std::string node_name;
   std::string driver_name = "dra.net";
   bool numa_node_list = false;
-  bool allow_multiple_allocations = false;
-  int shares_per_device = 2;
+  SharingFlags sharing;
   LoggingFlags logging;
 };
 
@@ -400,7 +399,7 @@ int RunDiscover(const DiscoverFlags& flags) {
     slices::SliceOptions options;
     options.driver_name = flags.driver_name;
     options.numa_node_list = flags.numa_node_list;
-    options.shares_per_device = flags.allow_multiple_allocations ? flags.shares_per_device : 0;
+    options.shares_per_device = flags.sharing.SharesPerDevice();
     options.node_name = flags.node_name.empty() ? DefaultNodeName() : flags.node_name;
     std::vector<std::string> slice_warnings;
     auto objects = slices::DesiredSlices(*inventory, options, &slice_warnings);
@@ -470,17 +469,7 @@ void AddDiscoverCommand(CLI::App& app, int& exit_code) {
                  "With --slices: resource.kubernetes.io/numaNode as a list, as `run` publishes "
                  "it with the same flag")
       ->envname("EFA_DRA_NUMA_NODE_LIST");
-  command
-      ->add_flag("--allow-multiple-allocations", flags->allow_multiple_allocations,
-                 "With --slices: devices that several claims can share, as `run` publishes "
-                 "them with the same flag")
-      ->envname("EFA_DRA_ALLOW_MULTIPLE_ALLOCATIONS");
-  command
-      ->add_option("--shares-per-device", flags->shares_per_device,
-                   "With --slices and --allow-multiple-allocations: the <driver>/shares capacity")
-      ->envname("EFA_DRA_SHARES_PER_DEVICE")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
+  AddSharingFlags(*command, flags->sharing);
   AddLoggingFlags(*command, flags->logging);
   command->callback([flags, &exit_code] { exit_code = RunDiscover(*flags); });
 }

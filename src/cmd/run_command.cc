@@ -63,8 +63,7 @@ struct RunFlags {
   bool taint_unhealthy = false;
   bool claim_device_status = true;
   bool numa_node_list = false;
-  bool allow_multiple_allocations = false;
-  int shares_per_device = 2;
+  SharingFlags sharing;
   bool inject_gdrdrv = false;
   LoggingFlags logging;
 };
@@ -394,8 +393,7 @@ int Run(RunFlags flags) {
   publisher_options.resync = *resync;
   publisher_options.taint_unhealthy = flags.taint_unhealthy;
   publisher_options.numa_node_list = flags.numa_node_list;
-  publisher_options.shares_per_device =
-      flags.allow_multiple_allocations ? flags.shares_per_device : 0;
+  publisher_options.shares_per_device = flags.sharing.SharesPerDevice();
   publisher_options.other_driver_registered = [&flags] {
     return !kubelet::ForeignRegistrations(flags.registrar_dir, flags.driver_name,
                                           flags.plugin_dir, /*own_socket=*/"")
@@ -665,18 +663,7 @@ void AddRunCommand(CLI::App& app, int& exit_code) {
                  "Publish resource.kubernetes.io/numaNode as a list (the device's NUMA node, then "
                  "the nodes equally local to it); needs the DRAListTypeAttributes feature gate")
       ->envname("EFA_DRA_NUMA_NODE_LIST");
-  command
-      ->add_flag("--allow-multiple-allocations", flags->allow_multiple_allocations,
-                 "Publish every EFA with allowMultipleAllocations, so several claims can share "
-                 "one (its bandwidth too); needs the DRAConsumableCapacity feature gate")
-      ->envname("EFA_DRA_ALLOW_MULTIPLE_ALLOCATIONS");
-  command
-      ->add_option("--shares-per-device", flags->shares_per_device,
-                   "With --allow-multiple-allocations: the capacity <driver>/shares of each EFA; "
-                   "a claim takes 1 unless it asks for more, so at most this many share one EFA")
-      ->envname("EFA_DRA_SHARES_PER_DEVICE")
-      ->check(CLI::Range(1, 256))
-      ->capture_default_str();
+  AddSharingFlags(*command, flags->sharing);
   command
       ->add_flag("--inject-gdrdrv", flags->inject_gdrdrv,
                  "Also inject GDRCopy's <dev-root>/gdrdrv into every prepared claim (GPUDirect "

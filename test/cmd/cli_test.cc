@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "support/test_support.h"
 
 namespace efadra::cmd {
@@ -33,6 +35,34 @@ TEST(CliTest, MistypedSubcommandNamesTheValidOnesAndTheClosest) {
   // Flags and real subcommands are untouched.
   EXPECT_EQ(testing::RunCommand(std::string(kBinary) + " version >/dev/null").exit_code, 0);
   EXPECT_EQ(testing::RunCommand(std::string(kBinary) + " --help >/dev/null").exit_code, 0);
+}
+
+// The sharing flags (shared by `run` and `discover --slices`) reach the published devices, from
+// the flag and from the chart's environment variables; an out-of-range share count is a usage
+// error naming the flag.
+TEST(CliTest, SharingFlagsPublishSharedDevices) {
+  const std::string discover = std::string(kBinary) + " discover --fixture p4d.24xlarge --slices -o json";
+  auto shares_of = [](const std::string& out) {
+    nlohmann::json doc = nlohmann::json::parse(out);
+    const nlohmann::json& slice = doc["kind"] == "List" ? doc["items"][0] : doc;
+    const nlohmann::json& device = slice["spec"]["devices"][0];
+    return device.value("allowMultipleAllocations", false)
+               ? device["capacity"]["dra.net/shares"]["value"].get<std::string>()
+               : std::string("exclusive");
+  };
+  auto plain = testing::RunCommand(discover + " 2>/dev/null");
+  ASSERT_EQ(plain.exit_code, 0);
+  EXPECT_EQ(shares_of(plain.out), "exclusive");
+  auto flagged = testing::RunCommand(discover + " --allow-multiple-allocations 2>/dev/null");
+  ASSERT_EQ(flagged.exit_code, 0);
+  EXPECT_EQ(shares_of(flagged.out), "2");
+  auto from_env = testing::RunCommand("EFA_DRA_ALLOW_MULTIPLE_ALLOCATIONS=true EFA_DRA_SHARES_PER_DEVICE=5 " +
+                                      discover + " 2>/dev/null");
+  ASSERT_EQ(from_env.exit_code, 0);
+  EXPECT_EQ(shares_of(from_env.out), "5");
+  auto refused = testing::RunCommand(discover + " --allow-multiple-allocations --shares-per-device 0 2>&1");
+  EXPECT_EQ(refused.exit_code, 2);
+  EXPECT_NE(refused.out.find("--shares-per-device"), std::string::npos) << refused.out;
 }
 
 TEST(CliTest, PodUidMustBeAUuid) {
