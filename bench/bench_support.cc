@@ -147,43 +147,42 @@ std::string MakeScratchNode(const std::string& bench, const std::string& instanc
   return dir;
 }
 
-}  // namespace efadra::bench
-
-namespace efadra::bench {
-
-namespace {
-// The KiB value of a "Name:   123 kB" line of smaps, -1 when the line is not `field`.
-long SmapsField(const std::string& line, const std::string& field) {
-  if (line.compare(0, field.size(), field) != 0) return -1;
-  return std::strtol(line.c_str() + field.size(), nullptr, 10);
-}
-}  // namespace
-
-MemorySplit SampleMemory(pid_t pid) {
-  MemorySplit memory;
-  const std::string proc = "/proc/" + std::to_string(pid);
-  std::ifstream rollup(proc + "/smaps_rollup");
-  for (std::string line; std::getline(rollup, line);) {
-    if (long v = SmapsField(line, "Rss:"); v >= 0) memory.rss_kib = v;
-    if (long v = SmapsField(line, "Anonymous:"); v >= 0) memory.anonymous_kib = v;
-  }
-  memory.file_kib = memory.rss_kib - memory.anonymous_kib;
-  // A mapping's header line is "start-end perms offset dev inode [path]"; its fields follow.
-  std::ifstream smaps(proc + "/smaps");
-  std::string name = "[anon]";
+void ForEachSmapsField(const std::string& smaps_file,
+                       const std::function<void(const std::string&, const std::string&, long)>& fn) {
+  // A mapping's header line is "start-end perms offset dev inode [path]"; its "Name: N kB"
+  // fields follow.
+  std::ifstream smaps(smaps_file);
+  std::string path;
   for (std::string line; std::getline(smaps, line);) {
     if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
         line.find('-') < line.find(' ')) {
       std::istringstream header(line);
-      std::string range, perms, offset, dev, inode, path;
+      std::string range, perms, offset, dev, inode;
+      path.clear();
       header >> range >> perms >> offset >> dev >> inode >> path;
-      name = path.empty() ? "[anon]" : std::filesystem::path(path).filename().string();
-      if (!path.empty() && path[0] == '[') name = path;
       continue;
     }
-    if (long v = SmapsField(line, "Rss:"); v >= 0) memory.by_mapping[name].first += v;
-    if (long v = SmapsField(line, "Anonymous:"); v >= 0) memory.by_mapping[name].second += v;
+    const size_t colon = line.find(':');
+    if (colon == std::string::npos || !line.ends_with(" kB")) continue;
+    fn(path, line.substr(0, colon), std::strtol(line.c_str() + colon + 1, nullptr, 10));
   }
+}
+
+MemorySplit SampleMemory(pid_t pid) {
+  MemorySplit memory;
+  const std::string proc = "/proc/" + std::to_string(pid);
+  // smaps_rollup is one pseudo-mapping summing them all.
+  ForEachSmapsField(proc + "/smaps_rollup", [&](const std::string&, const std::string& field, long kib) {
+    if (field == "Rss") memory.rss_kib = kib;
+    if (field == "Anonymous") memory.anonymous_kib = kib;
+  });
+  memory.file_kib = memory.rss_kib - memory.anonymous_kib;
+  ForEachSmapsField(proc + "/smaps", [&](const std::string& path, const std::string& field, long kib) {
+    std::string name = path.empty() ? "[anon]" : std::filesystem::path(path).filename().string();
+    if (!path.empty() && path[0] == '[') name = path;
+    if (field == "Rss") memory.by_mapping[name].first += kib;
+    if (field == "Anonymous") memory.by_mapping[name].second += kib;
+  });
   return memory;
 }
 

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <map>
 #include <utility>
 #include <string>
@@ -57,6 +58,10 @@ struct MemorySplit {
   std::map<std::string, std::pair<long, long>> by_mapping;  // name -> {Rss, Anonymous} KiB
 };
 MemorySplit SampleMemory(pid_t pid);
+// Calls fn(mapping path, field name, KiB) for every "Name: N kB" field of every mapping in an
+// smaps file (/proc/<pid>/smaps); the path is "" for anonymous mappings.
+void ForEachSmapsField(const std::string& smaps_file,
+                       const std::function<void(const std::string&, const std::string&, long)>& fn);
 // Prints the split and the `top` largest mappings, one per line, under `title`.
 void PrintMemory(const char* title, const MemorySplit& memory, size_t top);
 

@@ -312,31 +312,20 @@ struct MappingMemory {
 
 MappingMemory SampleMappings(const std::string& needle) {
   MappingMemory m;
-  std::ifstream smaps("/proc/self/smaps");
-  bool inside = false;
-  auto field = [](const std::string& line, const char* name, long& into) {
-    const size_t n = std::char_traits<char>::length(name);
-    if (line.compare(0, n, name) == 0) into += std::strtol(line.c_str() + n, nullptr, 10);
-  };
-  for (std::string line; std::getline(smaps, line);) {
-    if (!line.empty() && std::isxdigit(static_cast<unsigned char>(line[0])) &&
-        line.find('-') < line.find(' ')) {
-      std::istringstream header(line);
-      std::string range, perms, offset, dev, inode, path;
-      header >> range >> perms >> offset >> dev >> inode >> path;
-      inside = path.find(needle) != std::string::npos;
-      if (inside) m.paths.insert(path);
-      continue;
-    }
-    if (!inside) continue;
-    field(line, "Size:", m.size);
-    field(line, "Rss:", m.rss);
-    field(line, "Pss:", m.pss);
-    field(line, "Shared_Clean:", m.shared_clean);
-    field(line, "Shared_Dirty:", m.shared_dirty);
-    field(line, "Private_Clean:", m.private_clean);
-    field(line, "Private_Dirty:", m.private_dirty);
-  }
+  const std::map<std::string, long MappingMemory::*> wanted = {
+      {"Size", &MappingMemory::size},
+      {"Rss", &MappingMemory::rss},
+      {"Pss", &MappingMemory::pss},
+      {"Shared_Clean", &MappingMemory::shared_clean},
+      {"Shared_Dirty", &MappingMemory::shared_dirty},
+      {"Private_Clean", &MappingMemory::private_clean},
+      {"Private_Dirty", &MappingMemory::private_dirty}};
+  efadra::bench::ForEachSmapsField(
+      "/proc/self/smaps", [&](const std::string& path, const std::string& field, long kib) {
+        if (path.find(needle) == std::string::npos) return;
+        m.paths.insert(path);
+        if (auto it = wanted.find(field); it != wanted.end()) m.*(it->second) += kib;
+      });
   return m;
 }
 

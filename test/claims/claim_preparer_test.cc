@@ -38,6 +38,7 @@ using testing::AllocatedDevice;
 using testing::FaultyFilesystem;
 using testing::kDriver;
 using testing::kNode;
+using efadra::testing::LogsOf;
 
 class ClaimPreparerTest : public ::testing::Test {
  protected:
@@ -1068,17 +1069,6 @@ TEST_F(ClaimPreparerTest, CheckStateDirTellsWhetherTheStateDirCanBeWritten) {
   state_->ClearFailures();
   EXPECT_TRUE(efadra::testing::WaitFor([&] { return preparer_->CheckStateDir().ok(); }));
   EXPECT_FALSE(std::filesystem::exists(dir_.Sub("state/checkpoints/.write-probe")));
-}
-
-// What the preparer logs while `body` runs.
-std::string LogsOf(const std::function<void()>& body) {
-  auto saved = spdlog::default_logger();
-  std::ostringstream out;
-  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
-      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out)));
-  body();
-  spdlog::set_default_logger(saved);
-  return out.str();
 }
 
 size_t Occurrences(const std::string& text, const std::string& what) {

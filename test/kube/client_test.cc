@@ -23,6 +23,7 @@ namespace efadra::kube {
 namespace {
 
 using apidouble::FakeApiServer;
+using efadra::testing::LogsOf;
 using nlohmann::json;
 
 constexpr char kSlices[] = "/apis/resource.k8s.io/v1/resourceslices";
@@ -527,17 +528,6 @@ TEST(ClientLimitsTest, WatchEventWithoutEndIsAnError) {
   EXPECT_EQ(events, 0);
   EXPECT_LT(peak_growth_kb, 32 * 1024) << "peak RSS grew by " << peak_growth_kb << " kB";
   EXPECT_LT(server.body_bytes_sent(), kHugeBody / 2);
-}
-
-// What the client logs while `body` runs.
-std::string LogsOf(const std::function<void()>& body) {
-  auto saved = spdlog::default_logger();
-  std::ostringstream out;
-  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
-      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out)));
-  body();
-  spdlog::set_default_logger(saved);
-  return out.str();
 }
 
 TEST(ClientCreateTest, WarnsAboutInsecureTransport) {

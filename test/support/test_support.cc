@@ -12,6 +12,9 @@
 #include <stdexcept>
 #include <thread>
 
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
 namespace efadra::testing {
 
 TempDir::TempDir() {
@@ -37,6 +40,17 @@ TempDir::~TempDir() {
 }
 
 std::string TempDir::Sub(const std::string& relative) const { return path_ + "/" + relative; }
+
+
+std::string LogsOf(const std::function<void()>& body) {
+  auto saved = spdlog::default_logger();
+  std::ostringstream out;
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      "capture", std::make_shared<spdlog::sinks::ostream_sink_mt>(out)));
+  body();
+  spdlog::set_default_logger(saved);
+  return out.str();
+}
 
 bool WaitFor(const std::function<bool()>& condition, std::chrono::milliseconds timeout) {
   const auto deadline = std::chrono::steady_clock::now() + timeout;

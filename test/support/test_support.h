@@ -24,6 +24,9 @@ class TempDir {
   std::string path_;
 };
 
+// What is logged through spdlog's default logger while `body` runs.
+std::string LogsOf(const std::function<void()>& body);
+
 // Polls `condition` every few milliseconds until it returns true (-> true) or `timeout`
 // passes (-> false).
 bool WaitFor(const std::function<bool()>& condition,
