@@ -96,21 +96,36 @@ struct SpecFile {
   const std::string path;
 };
 
-TEST(CdiPodmanTest, TheContainerSeesExactlyTheAllocatedEfas) {
-  if (std::string reason = PodmanUnavailableReason(); !reason.empty()) GTEST_SKIP() << reason;
-  efadra::testing::TempDir dir;
-  auto inventory = testing::DiscoverBundled(dir, "p5.48xlarge", /*char_devices=*/true);
-  if (std::string reason = ContainersUnavailableReason(dir); !reason.empty()) {
-    GTEST_SKIP() << reason;
-  }
-
-  // Two of the four EFAs on pci0000:55 (uverbs4..7): the container must see these two only.
-  std::vector<CdiDeviceInput> inputs;
-  for (const auto& d : inventory->devices) {
-    if (d.pcie_root == "pci0000:55" && inputs.size() < 2) {
-      inputs.push_back({slices::DeviceName(d.pci_address), &d, std::nullopt});
+// Podman as the CDI consumer, on a p5.48xlarge tree with real char device nodes; skipped (with
+// the reason) where podman or mknod is not available.
+class CdiPodmanTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::string reason = PodmanUnavailableReason(); !reason.empty()) GTEST_SKIP() << reason;
+    inventory = testing::DiscoverBundled(dir, "p5.48xlarge", /*char_devices=*/true);
+    if (std::string reason = ContainersUnavailableReason(dir); !reason.empty()) {
+      GTEST_SKIP() << reason;
     }
   }
+
+  // The first two EFAs on `pcie_root`, as CDI inputs.
+  std::vector<CdiDeviceInput> TwoEfasOn(const std::string& pcie_root) const {
+    std::vector<CdiDeviceInput> inputs;
+    for (const auto& d : inventory->devices) {
+      if (d.pcie_root == pcie_root && inputs.size() < 2) {
+        inputs.push_back({slices::DeviceName(d.pci_address), &d, std::nullopt});
+      }
+    }
+    return inputs;
+  }
+
+  efadra::testing::TempDir dir;
+  std::shared_ptr<const discovery::Inventory> inventory;
+};
+
+TEST_F(CdiPodmanTest, TheContainerSeesExactlyTheAllocatedEfas) {
+  // Two of the four EFAs on pci0000:55 (uverbs4..7): the container must see these two only.
+  std::vector<CdiDeviceInput> inputs = TwoEfasOn("pci0000:55");
   ASSERT_EQ(inputs.size(), 2u);
   const std::string uid = "e2e" + std::to_string(::getpid()) + "-aaaa-bbbb";
   auto spec = BuildCdiSpec("dra.net", uid, inputs, dir.Sub("dev"), HostCharDevice{10, 58});
@@ -150,19 +165,8 @@ TEST(CdiPodmanTest, TheContainerSeesExactlyTheAllocatedEfas) {
 // the later FI_EFA_IFACE replaces the earlier: with per-claim lists the container would be told
 // only one claim's EFA. With each list naming the other claim's devices (what the preparer
 // writes for the claims of one pod) the value is the union, whichever device comes last.
-TEST(CdiPodmanTest, TwoClaimsInOneContainerGetTheUnionOfTheirEfas) {
-  if (std::string reason = PodmanUnavailableReason(); !reason.empty()) GTEST_SKIP() << reason;
-  efadra::testing::TempDir dir;
-  auto inventory = testing::DiscoverBundled(dir, "p5.48xlarge", /*char_devices=*/true);
-  if (std::string reason = ContainersUnavailableReason(dir); !reason.empty()) {
-    GTEST_SKIP() << reason;
-  }
-  std::vector<CdiDeviceInput> efas;
-  for (const auto& d : inventory->devices) {
-    if (d.pcie_root == "pci0000:66" && efas.size() < 2) {
-      efas.push_back({slices::DeviceName(d.pci_address), &d, std::nullopt});
-    }
-  }
+TEST_F(CdiPodmanTest, TwoClaimsInOneContainerGetTheUnionOfTheirEfas) {
+  std::vector<CdiDeviceInput> efas = TwoEfasOn("pci0000:66");
   ASSERT_EQ(efas.size(), 2u);
   const std::string a_rdma = efas[0].device->rdma_device, b_rdma = efas[1].device->rdma_device;
   const std::string tag = std::to_string(::getpid());
