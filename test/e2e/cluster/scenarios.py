@@ -1264,6 +1264,16 @@ def memlock_comes_from_containerd():
     finally:
         if restarted:
             restart_containerd()
+            # The kubelet's CRI connection reconnects with gRPC backoff after containerd was
+            # down: the next scenario's exec must not meet "dial unix ...containerd.sock".
+            probe = one_efa_pod("memlock-probe")
+            apply([probe])
+            try:
+                wait_pod_phase("memlock-probe")
+                wait_for("exec through the kubelet after containerd's restart", lambda: kubectl(
+                    "exec", "memlock-probe", "-c", "c", "--", "true", check_rc=False).returncode == 0, 120)
+            finally:
+                delete([probe])
     return "; ".join(results)
 
 
