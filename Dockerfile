@@ -24,6 +24,7 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt CMakePresets.json ./
+COPY cmake cmake
 COPY proto proto
 COPY include include
 COPY src src
