@@ -1,8 +1,8 @@
 // Client on cpp-httplib's client (plain or TLS). A pool of httplib clients per Client, each
 // holding one keep-alive connection, so connections are reused across calls; TLS contexts are
 // set up here with OpenSSL (trust, host check, client certificate) rather than by httplib.
-// A watch blocks in httplib's read; a companion thread interrupts it with stop() within
-// kWatchPoll of the stop flag being set.
+// httplib bounds single reads and writes only; one thread per Client (Interrupter) ends a
+// request at its deadline, and a watch within kWatchPoll of its stop flag being set.
 #include "efadra/kube/client.h"
 
 #include <arpa/inet.h>
@@ -13,6 +13,7 @@
 #include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <csignal>
 #include <mutex>
@@ -174,6 +175,121 @@ struct Response {
   std::string body;
   int retry_after = -1;
   bool body_too_large = false;
+};
+
+// Ends requests blocked in httplib: httplib bounds each read and write by a timeout but not
+// the whole exchange, and a read cannot be woken by a flag. A registered request whose deadline
+// has passed, or whose stop flag is set, has its transport stopped (httplib shuts the socket
+// down, so the blocked read fails at once). One thread per Client, started with the first
+// request, polling every kWatchPoll while requests are in flight and idle otherwise.
+class Interrupter {
+ public:
+  Interrupter() = default;
+  Interrupter(const Interrupter&) = delete;
+  Interrupter& operator=(const Interrupter&) = delete;
+  ~Interrupter() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // Registers `http` for the lifetime of the object; it must outlive it.
+  class Registration {
+   public:
+    Registration(Interrupter& owner, httplib::ClientImpl& http, Clock::time_point deadline,
+                 const std::atomic<bool>* stop)
+        : owner_(owner), id_(owner.Add(http, deadline, stop)) {}
+    Registration(const Registration&) = delete;
+    Registration& operator=(const Registration&) = delete;
+    ~Registration() { owner_.Remove(id_); }
+    // Whether the deadline (not the stop flag) made the interrupter stop the request.
+    bool deadline_passed() const { return owner_.DeadlinePassed(id_); }
+
+   private:
+    Interrupter& owner_;
+    const uint64_t id_;
+  };
+
+ private:
+  struct Entry {
+    uint64_t id;
+    httplib::ClientImpl* http;
+    Clock::time_point deadline;
+    const std::atomic<bool>* stop;
+    bool deadline_passed = false;
+    bool stopping = false;  // stop() is running outside the lock
+  };
+
+  uint64_t Add(httplib::ClientImpl& http, Clock::time_point deadline,
+               const std::atomic<bool>* stop) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+    entries_.push_back(Entry{++last_id_, &http, deadline, stop});
+    cv_.notify_all();
+    return last_id_;
+  }
+
+  void Remove(uint64_t id) {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto find = [&] {
+      return std::find_if(entries_.begin(), entries_.end(),
+                          [&](const Entry& e) { return e.id == id; });
+    };
+    // The transport may be released (or destroyed) once this returns.
+    cv_.wait(lock, [&] {
+      auto it = find();
+      return it == entries_.end() || !it->stopping;
+    });
+    if (auto it = find(); it != entries_.end()) entries_.erase(it);
+  }
+
+  bool DeadlinePassed(uint64_t id) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Entry& e : entries_) {
+      if (e.id == id) return e.deadline_passed;
+    }
+    return false;
+  }
+
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!quit_) {
+      if (entries_.empty()) {
+        cv_.wait(lock);
+        continue;
+      }
+      cv_.wait_for(lock, kWatchPoll);
+      // stop() is called again every round while the condition holds: one that lands before
+      // httplib has taken the socket for the request has nothing to shut down yet.
+      std::vector<std::pair<uint64_t, httplib::ClientImpl*>> to_stop;
+      const auto now = Clock::now();
+      for (Entry& e : entries_) {
+        const bool stopped = e.stop != nullptr && e.stop->load();
+        const bool expired = now >= e.deadline;
+        if (!stopped && !expired) continue;
+        e.deadline_passed = e.deadline_passed || (expired && !stopped);
+        e.stopping = true;  // Remove() waits, so e.http stays valid below
+        to_stop.emplace_back(e.id, e.http);
+      }
+      if (to_stop.empty()) continue;
+      // Outside the lock: stop() waits while httplib connects, and new requests must not.
+      lock.unlock();
+      for (const auto& [id, http] : to_stop) http->stop();
+      lock.lock();
+      for (Entry& e : entries_) e.stopping = false;
+      cv_.notify_all();
+    }
+  }
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Entry> entries_;
+  uint64_t last_id_ = 0;
+  bool quit_ = false;
+  std::thread thread_;
 };
 
 class HttplibClient final : public Client {
@@ -415,12 +531,14 @@ class HttplibClient final : public Client {
   }
 
   // Sends `request` and fills in the transport outcome. httplib bounds each read and write by
-  // the timeouts; the whole exchange is bounded by `timeout` through the body callback.
-  static bool Send(httplib::ClientImpl& http, httplib::Request& request,
-                   std::chrono::milliseconds timeout, Clock::time_point start,
-                   bool* deadline_passed, Response* r) {
+  // the timeouts; the interrupter bounds the whole exchange by `timeout` and ends it early
+  // when `stop` (may be null) is set.
+  bool Send(httplib::ClientImpl& http, httplib::Request& request,
+            std::chrono::milliseconds timeout, Clock::time_point start,
+            const std::atomic<bool>* stop, Response* r) {
     httplib::Response response;
     httplib::Error error = httplib::Error::Success;
+    Interrupter::Registration registration(interrupter_, http, start + timeout, stop);
     ERR_clear_error();
     if (http.send(request, response, error)) {
       r->http = response.status;
@@ -430,7 +548,8 @@ class HttplibClient final : public Client {
     r->transport_detail = TakeOpenSslError();
     // A read that waited out the timeout reports Error::Read, like a lost connection; the
     // elapsed time tells them apart.
-    r->timed_out = *deadline_passed || error == httplib::Error::ConnectionTimeout ||
+    r->timed_out = registration.deadline_passed() ||
+                   error == httplib::Error::ConnectionTimeout ||
                    ((error == httplib::Error::Read || error == httplib::Error::Write) &&
                     Clock::now() - start >= timeout);
     return false;
@@ -454,7 +573,6 @@ class HttplibClient final : public Client {
     const std::chrono::milliseconds timeout = config_.request_timeout;
     SetTimeouts(http, timeout);
     if (body != nullptr) request->body = *body;
-    bool deadline_passed = false;
     request->response_handler = [&](const httplib::Response& response) {
       r.http = response.status;
       if (response.has_header("Retry-After")) {
@@ -468,14 +586,10 @@ class HttplibClient final : public Client {
         r.body_too_large = true;
         return false;
       }
-      if (Clock::now() - start >= timeout) {
-        deadline_passed = true;
-        return false;
-      }
       r.body.append(data, length);
       return true;
     };
-    if (!Send(http, *request, timeout, start, &deadline_passed, &r)) r.http = 0;
+    if (!Send(http, *request, timeout, start, nullptr, &r)) r.http = 0;
     Release(std::move(*transport));
     Observe(verb, r.http, start);
     return r;
@@ -563,6 +677,7 @@ class HttplibClient final : public Client {
   std::mutex mu_;  // guards pool_ and rng_
   std::vector<std::unique_ptr<Transport>> pool_;
   std::mt19937_64 rng_;
+  Interrupter interrupter_;
 };
 
 }  // namespace
@@ -605,39 +720,6 @@ Status ConsumeWatchChunk(std::string& pending, std::string_view chunk,
   return Status::Ok();
 }
 
-namespace {
-
-// Interrupts a blocked httplib read once `stop` is set: checks every kWatchPoll and calls
-// stop() on the transport (which shuts its socket down) until the watch returns. Calling it
-// again each round also covers a stop that landed while the connection was still being set up.
-class WatchStopper {
- public:
-  WatchStopper(httplib::ClientImpl& http, const std::atomic<bool>& stop)
-      : thread_([this, &http, &stop] {
-          std::unique_lock<std::mutex> lock(mu_);
-          while (!done_) {
-            cv_.wait_for(lock, kWatchPoll);
-            if (!done_ && stop.load()) http.stop();
-          }
-        }) {}
-  ~WatchStopper() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    thread_.join();
-  }
-
- private:
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool done_ = false;
-  std::thread thread_;  // last: started once the members it uses exist
-};
-
-}  // namespace
-
 Status HttplibClient::Watch(std::string_view collection_path, const ListOptions& options,
                             const std::function<bool(const WatchEvent&)>& on_event,
                             const std::atomic<bool>& stop) {
@@ -659,7 +741,6 @@ Status HttplibClient::Watch(std::string_view collection_path, const ListOptions&
 
   std::string pending;  // the unfinished last line
   bool stopped_by_callback = false;
-  bool deadline_passed = false;
   Status stream_error;
   std::string error_body;
   Response r;
@@ -670,10 +751,6 @@ Status HttplibClient::Watch(std::string_view collection_path, const ListOptions&
   // Returning false aborts the transfer.
   request->content_receiver = [&](const char* data, size_t length, uint64_t, uint64_t) {
     if (stop.load()) return false;
-    if (Clock::now() - start >= total) {
-      deadline_passed = true;
-      return false;
-    }
     if (r.http != 200) {
       // Only the start of an error body is ever shown; the rest is dropped, not stored.
       constexpr size_t kMaxErrorBody = 64 * 1024;
@@ -694,11 +771,7 @@ Status HttplibClient::Watch(std::string_view collection_path, const ListOptions&
     }
     return true;
   };
-  bool completed = false;
-  {
-    WatchStopper stopper(http, stop);
-    completed = Send(http, *request, total, start, &deadline_passed, &r);
-  }
+  const bool completed = Send(http, *request, total, start, &stop, &r);
   // A transport whose stream was cut midway has had its connection closed by httplib; only a
   // stream the server ended cleanly leaves a connection worth keeping.
   if (completed) Release(std::move(*transport));
