@@ -181,7 +181,8 @@ struct Response {
 // the whole exchange, and a read cannot be woken by a flag. A registered request whose deadline
 // has passed, or whose stop flag is set, has its transport stopped (httplib shuts the socket
 // down, so the blocked read fails at once). One thread per Client, started with the first
-// request, polling every kWatchPoll while requests are in flight and idle otherwise.
+// request: it sleeps until the earliest deadline, and polls stop flags every kWatchPoll while a
+// watch is open.
 class Interrupter {
  public:
   Interrupter() = default;
@@ -228,7 +229,9 @@ class Interrupter {
     std::lock_guard<std::mutex> lock(mu_);
     if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
     entries_.push_back(Entry{++last_id_, &http, deadline, stop});
-    cv_.notify_all();
+    // Woken only when it would otherwise look too late: with a watch open it polls anyway, and
+    // a request's deadline is usually later than the next poll.
+    if (WakeTime(entries_.back()) < wake_at_) cv_.notify_all();
     return last_id_;
   }
 
@@ -254,14 +257,25 @@ class Interrupter {
     return false;
   }
 
+  // When the thread must look at `e` next: its deadline, or the next poll of its stop flag;
+  // once stopped, the next round of stop() (not at once: the request is on its way out).
+  static Clock::time_point WakeTime(const Entry& e) {
+    const auto poll = Clock::now() + kWatchPoll;
+    if (e.deadline_passed || (e.stop != nullptr && e.stop->load())) return poll;
+    return e.stop != nullptr ? std::min(e.deadline, poll) : e.deadline;
+  }
+
   void Run() {
     std::unique_lock<std::mutex> lock(mu_);
     while (!quit_) {
-      if (entries_.empty()) {
+      wake_at_ = Clock::time_point::max();
+      for (const Entry& e : entries_) wake_at_ = std::min(wake_at_, WakeTime(e));
+      if (wake_at_ == Clock::time_point::max()) {
         cv_.wait(lock);
-        continue;
+      } else {
+        cv_.wait_until(lock, wake_at_);
       }
-      cv_.wait_for(lock, kWatchPoll);
+      if (quit_) break;
       // stop() is called again every round while the condition holds: one that lands before
       // httplib has taken the socket for the request has nothing to shut down yet.
       std::vector<std::pair<uint64_t, httplib::ClientImpl*>> to_stop;
@@ -288,6 +302,7 @@ class Interrupter {
   std::condition_variable cv_;
   std::vector<Entry> entries_;
   uint64_t last_id_ = 0;
+  Clock::time_point wake_at_ = Clock::time_point::min();  // when Run() looks next
   bool quit_ = false;
   std::thread thread_;
 };
