@@ -530,22 +530,32 @@ TEST(ClientLimitsTest, WatchEventWithoutEndIsAnError) {
   EXPECT_LT(server.body_bytes_sent(), kHugeBody / 2);
 }
 
-// A server that accepts connections and never answers: the watch is blocked reading the
-// response head, not between events, when it is told to stop.
-TEST(ClientWatchStopTest, StopsWhileTheServerHasNotAnswered) {
-  const int listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(listen_fd, 0);
+// A socket listening on 127.0.0.1 on a free port (in *port); -1 on failure. The caller accepts.
+int ListenOnLoopback(int* port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   socklen_t len = sizeof(addr);
-  ASSERT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listen_fd, 8), 0);
-  ASSERT_EQ(::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd, 8) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+// A server that accepts connections and never answers: the watch is blocked reading the
+// response head, not between events, when it is told to stop.
+TEST(ClientWatchStopTest, StopsWhileTheServerHasNotAnswered) {
+  int port = 0;
+  const int listen_fd = ListenOnLoopback(&port);
+  ASSERT_GE(listen_fd, 0);
   std::atomic<int> accepted_fd{-1};
   std::thread acceptor([&] { accepted_fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC); });
 
-  auto client = CappedClient("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
+  auto client = CappedClient("http://127.0.0.1:" + std::to_string(port));
   ASSERT_NE(client, nullptr);
   std::atomic<bool> stop{false};
   std::atomic<bool> returned{false};
@@ -572,15 +582,9 @@ TEST(ClientWatchStopTest, StopsWhileTheServerHasNotAnswered) {
 // A server that sends its status line and then one header byte every 50 ms, for up to 5 s:
 // every single read is quick, only the whole exchange is slow.
 TEST(ClientDeadlineTest, RequestTimeoutBoundsTheWholeExchange) {
-  const int listen_fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int port = 0;
+  const int listen_fd = ListenOnLoopback(&port);
   ASSERT_GE(listen_fd, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  ASSERT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listen_fd, 8), 0);
-  ASSERT_EQ(::getsockname(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len), 0);
   std::thread trickler([&] {
     const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) return;
@@ -593,7 +597,7 @@ TEST(ClientDeadlineTest, RequestTimeoutBoundsTheWholeExchange) {
     ::close(fd);
   });
   ClientConfig config;
-  config.server = "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  config.server = "http://127.0.0.1:" + std::to_string(port);
   config.request_timeout = std::chrono::milliseconds(300);
   RetryPolicy once;
   once.max_attempts = 1;
