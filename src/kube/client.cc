@@ -398,7 +398,10 @@ class HttplibClient final : public Client {
                                     TakeOpenSslError());
       }
       if (!ca_pem.empty()) {
-        EFADRA_ASSIGN_OR_RETURN(auto certs, ParseCertificates(ca_pem, "certificate-authority-data"));
+        const std::string field = config_.ca_reload_file.empty()
+                                      ? std::string("certificate-authority-data")
+                                      : "CA bundle " + config_.ca_reload_file;
+        EFADRA_ASSIGN_OR_RETURN(auto certs, ParseCertificates(ca_pem, field));
         X509_STORE* store = SSL_CTX_get_cert_store(ctx);
         for (const auto& cert : certs) {
           if (X509_STORE_add_cert(store, cert.get()) != 1) {
@@ -470,10 +473,10 @@ class HttplibClient final : public Client {
       tls->enable_server_certificate_verification(false);
       EFADRA_RETURN_IF_ERROR(SetUpTls(tls->ssl_context(), ca_pem));
       t->http = std::move(tls);
-      t->ca_pem = ca_pem;
     } else {
       t->http = std::make_unique<httplib::ClientImpl>(url_.host, url_.port);
     }
+    t->ca_pem = ca_pem;  // also for http://, so that Acquire() matches it next time
     t->http->set_keep_alive(true);
     t->http->set_tcp_nodelay(true);
     // Paths are validated and queries escaped here; httplib must send them byte for byte.

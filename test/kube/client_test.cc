@@ -614,6 +614,56 @@ TEST(ClientDeadlineTest, RequestTimeoutBoundsTheWholeExchange) {
   EXPECT_LT(elapsed, std::chrono::seconds(3));
 }
 
+// Sequential calls share one keep-alive connection: a server that answers every request on a
+// connection with a small JSON body and counts the connections it accepted.
+TEST(ClientConnectionTest, SequentialCallsReuseOneConnection) {
+  int port = 0;
+  const int listen_fd = ListenOnLoopback(&port);
+  ASSERT_GE(listen_fd, 0);
+  std::atomic<int> connections{0};
+  std::atomic<int> answered{0};
+  std::thread server([&] {
+    while (true) {
+      const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return;
+      ++connections;
+      std::string pending;
+      char buf[4096];
+      for (;;) {
+        const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0) break;
+        pending.append(buf, static_cast<size_t>(n));
+        for (size_t end; (end = pending.find("\r\n\r\n")) != std::string::npos;) {
+          pending.erase(0, end + 4);
+          const std::string reply =
+              "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+          if (::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL) < 0) break;
+          ++answered;
+        }
+      }
+      ::close(fd);
+    }
+  });
+  ClientConfig config;
+  config.server = "http://127.0.0.1:" + std::to_string(port);
+  // Trust data on a plain-http config must not keep pooled connections from matching.
+  config.ca_data = "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n";
+  RetryPolicy once;
+  once.max_attempts = 1;
+  auto client = Client::Create(config, once);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  for (int i = 0; i < 5; ++i) {
+    auto r = (*client)->Get("/api/v1/nodes/n" + std::to_string(i));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+  }
+  EXPECT_EQ(answered.load(), 5);
+  EXPECT_EQ(connections.load(), 1);
+  client->reset();  // closes the pooled connection, so the server thread sees EOF
+  ::shutdown(listen_fd, SHUT_RDWR);
+  server.join();
+  ::close(listen_fd);
+}
+
 TEST(ClientCreateTest, WarnsAboutInsecureTransport) {
   struct Case {
     std::string what;
