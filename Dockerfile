@@ -20,7 +20,7 @@ RUN apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq 
       g++ cmake ninja-build pkg-config \
       libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc \
       libibverbs-dev libnl-3-dev libnl-route-3-dev nlohmann-json3-dev libspdlog-dev \
-      libcli11-dev libyaml-cpp-dev libcurl4-openssl-dev libssl-dev libcpp-httplib-dev \
+      libcli11-dev libyaml-cpp-dev libssl-dev libcpp-httplib-dev \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY CMakeLists.txt CMakePresets.json ./

@@ -16,7 +16,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libibverbs-dev libnl-3-dev libnl-route-3-dev
   nlohmann-json3-dev libspdlog-dev libcli11-dev libyaml-cpp-dev
-  libcurl4-openssl-dev libssl-dev libcpp-httplib-dev
+  libssl-dev libcpp-httplib-dev
   libgtest-dev libgmock-dev
   # test tools: CDI schema validation, YAML lint, openssl for test certs (Helm for the chart
   # tests is built from the Go module proxy: test/e2e/cluster/build-components.sh)

@@ -1,16 +1,27 @@
-// Client on libcurl. One pool of easy handles per Client so connections are reused across
-// calls (curl keeps the connection cache in the handle); watches use the multi interface so the
-// stop flag is checked every 50 ms instead of curl's 1 s progress granularity.
+// Client on cpp-httplib's client (plain or TLS). A pool of httplib clients per Client, each
+// holding one keep-alive connection, so connections are reused across calls; TLS contexts are
+// set up here with OpenSSL (trust, host check, client certificate) rather than by httplib.
+// httplib bounds single reads and writes only; one thread per Client (Interrupter) ends a
+// request at its deadline, and a watch within kWatchPoll of its stop flag being set.
 #include "efadra/kube/client.h"
 
-#include <curl/curl.h>
+#include <arpa/inet.h>
+#include <httplib.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <condition_variable>
+#include <csignal>
 #include <mutex>
 #include <random>
 #include <thread>
 #include <vector>
 
+#include "efadra/core/http_url.h"
 #include "efadra/core/version.h"
 #include "efadra/kube/watch_stream.h"
 
@@ -18,13 +29,12 @@ namespace efadra::kube {
 namespace {
 
 using nlohmann::json;
+using Clock = std::chrono::steady_clock;
 
 constexpr std::chrono::milliseconds kWatchPoll{50};
 constexpr std::chrono::seconds kMaxRetryAfter{30};
 constexpr std::string_view kJsonContentType = "application/json";
 constexpr std::string_view kApplyPatchContentType = "application/apply-patch+yaml";
-
-std::once_flag g_curl_init;
 
 const char* ReasonPhrase(long code) {
   switch (code) {
@@ -75,63 +85,232 @@ std::string DescribeHttpError(long http, const std::string& body) {
   return msg;
 }
 
-struct CurlDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
-};
-using CurlPtr = std::unique_ptr<CURL, CurlDeleter>;
-
-struct Response {
-  CURLcode curl = CURLE_OK;
-  std::string curl_error;
-  long http = 0;
-  std::string body;
-  int retry_after = -1;
-  size_t max_body = 0;
-  bool body_too_large = false;
-};
-
 std::string DescribeBytes(size_t bytes) {
   if (bytes % (size_t{1} << 20) == 0) return std::to_string(bytes >> 20) + " MiB";
   return std::to_string(bytes) + " bytes";
 }
 
-// Returning less than the chunk makes curl abort the transfer (CURLE_WRITE_ERROR), so an
-// oversized body is never accumulated.
-size_t WriteToResponse(char* data, size_t size, size_t n, void* user) {
-  auto* r = static_cast<Response*>(user);
-  const size_t len = size * n;
-  if (r->body.size() + len > r->max_body) {
-    r->body_too_large = true;
-    return 0;
-  }
-  r->body.append(data, len);
-  return len;
+// The oldest OpenSSL error of this thread (what failed first), and clears the queue so the
+// next request starts clean.
+std::string TakeOpenSslError() {
+  const unsigned long first = ERR_get_error();
+  ERR_clear_error();
+  if (first == 0) return "";
+  char text[256];
+  ERR_error_string_n(first, text, sizeof(text));
+  return text;
 }
 
-size_t HeaderCallback(char* data, size_t size, size_t n, void* user) {
-  std::string_view line(data, size * n);
-  constexpr std::string_view kRetry = "retry-after:";
-  if (line.size() > kRetry.size()) {
-    std::string lower(line.substr(0, kRetry.size()));
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (lower == kRetry) {
-      static_cast<Response*>(user)->retry_after =
-          std::atoi(std::string(line.substr(kRetry.size())).c_str());
+std::string DescribeTransportError(httplib::Error error) {
+  switch (error) {
+    case httplib::Error::Connection: return "cannot connect";
+    case httplib::Error::ConnectionTimeout: return "connect timed out";
+    case httplib::Error::Read: return "connection lost or timed out while reading the response";
+    case httplib::Error::Write: return "connection lost or timed out while sending the request";
+    case httplib::Error::SSLConnection: return "TLS handshake failed";
+    case httplib::Error::SSLLoadingCerts: return "cannot load TLS trust";
+    case httplib::Error::SSLServerVerification: return "server certificate not trusted";
+    default: return "HTTP transport error " + httplib::to_string(error);
+  }
+}
+
+// Percent-encodes everything but RFC 3986 unreserved characters (query values).
+std::string UrlEncode(const std::string& s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || c == '-' ||
+        c == '.' || c == '_' || c == '~') {
+      out += c;
+    } else {
+      out += '%';
+      out += kHex[u >> 4];
+      out += kHex[u & 0xf];
     }
   }
-  return size * n;
-}
-
-std::string UrlEncode(const std::string& s) {
-  char* e = curl_easy_escape(nullptr, s.c_str(), static_cast<int>(s.size()));
-  std::string out = e ? e : "";
-  curl_free(e);
   return out;
 }
 
-class CurlClient final : public Client {
+struct BioDeleter {
+  void operator()(BIO* bio) const { BIO_free(bio); }
+};
+struct X509Deleter {
+  void operator()(X509* cert) const { X509_free(cert); }
+};
+struct KeyDeleter {
+  void operator()(EVP_PKEY* key) const { EVP_PKEY_free(key); }
+};
+using X509Ptr = std::unique_ptr<X509, X509Deleter>;
+
+// Every certificate of a PEM bundle, in order; kInvalidArgument naming `field` if none.
+Result<std::vector<X509Ptr>> ParseCertificates(const std::string& pem, const std::string& field) {
+  std::unique_ptr<BIO, BioDeleter> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  std::vector<X509Ptr> certs;
+  while (bio) {
+    X509Ptr cert(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+    if (!cert) break;
+    certs.push_back(std::move(cert));
+  }
+  ERR_clear_error();  // the read that ended the loop
+  if (certs.empty()) return InvalidArgumentError(field + ": no PEM certificate");
+  return certs;
+}
+
+// One pooled transport: an httplib client with (at most) one open keep-alive connection, and
+// the CA bundle its TLS context trusts.
+struct Transport {
+  std::unique_ptr<httplib::ClientImpl> http;
+  std::string ca_pem;
+};
+
+// What one attempt produced.
+struct Response {
+  std::optional<httplib::Error> transport_error;  // set when no complete response arrived
+  std::string transport_detail;
+  bool timed_out = false;
+  Status setup;  // token or TLS setup failed before any request
+  int http = 0;
+  std::string body;
+  int retry_after = -1;
+  bool body_too_large = false;
+};
+
+// Ends requests blocked in httplib: httplib bounds each read and write by a timeout but not
+// the whole exchange, and a read cannot be woken by a flag. A registered request whose deadline
+// has passed, or whose stop flag is set, has its transport stopped (httplib shuts the socket
+// down, so the blocked read fails at once). One thread per Client, started with the first
+// request: it sleeps until the earliest deadline, and polls stop flags every kWatchPoll while a
+// watch is open.
+class Interrupter {
  public:
-  CurlClient(ClientConfig config, RetryPolicy retry) : config_(std::move(config)), retry_(retry) {
+  Interrupter() = default;
+  Interrupter(const Interrupter&) = delete;
+  Interrupter& operator=(const Interrupter&) = delete;
+  ~Interrupter() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  // Registers `http` for the lifetime of the object; it must outlive it.
+  class Registration {
+   public:
+    Registration(Interrupter& owner, httplib::ClientImpl& http, Clock::time_point deadline,
+                 const std::atomic<bool>* stop)
+        : owner_(owner), id_(owner.Add(http, deadline, stop)) {}
+    Registration(const Registration&) = delete;
+    Registration& operator=(const Registration&) = delete;
+    ~Registration() { owner_.Remove(id_); }
+    // Whether the deadline (not the stop flag) made the interrupter stop the request.
+    bool deadline_passed() const { return owner_.DeadlinePassed(id_); }
+
+   private:
+    Interrupter& owner_;
+    const uint64_t id_;
+  };
+
+ private:
+  struct Entry {
+    uint64_t id;
+    httplib::ClientImpl* http;
+    Clock::time_point deadline;
+    const std::atomic<bool>* stop;
+    bool deadline_passed = false;
+    bool stopping = false;  // stop() is running outside the lock
+  };
+
+  uint64_t Add(httplib::ClientImpl& http, Clock::time_point deadline,
+               const std::atomic<bool>* stop) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!thread_.joinable()) thread_ = std::thread([this] { Run(); });
+    entries_.push_back(Entry{++last_id_, &http, deadline, stop});
+    // Woken only when it would otherwise look too late: with a watch open it polls anyway, and
+    // a request's deadline is usually later than the next poll.
+    if (WakeTime(entries_.back()) < wake_at_) cv_.notify_all();
+    return last_id_;
+  }
+
+  void Remove(uint64_t id) {
+    std::unique_lock<std::mutex> lock(mu_);
+    auto find = [&] {
+      return std::find_if(entries_.begin(), entries_.end(),
+                          [&](const Entry& e) { return e.id == id; });
+    };
+    // The transport may be released (or destroyed) once this returns.
+    cv_.wait(lock, [&] {
+      auto it = find();
+      return it == entries_.end() || !it->stopping;
+    });
+    if (auto it = find(); it != entries_.end()) entries_.erase(it);
+  }
+
+  bool DeadlinePassed(uint64_t id) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Entry& e : entries_) {
+      if (e.id == id) return e.deadline_passed;
+    }
+    return false;
+  }
+
+  // When the thread must look at `e` next: its deadline, or the next poll of its stop flag;
+  // once stopped, the next round of stop() (not at once: the request is on its way out).
+  static Clock::time_point WakeTime(const Entry& e) {
+    const auto poll = Clock::now() + kWatchPoll;
+    if (e.deadline_passed || (e.stop != nullptr && e.stop->load())) return poll;
+    return e.stop != nullptr ? std::min(e.deadline, poll) : e.deadline;
+  }
+
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!quit_) {
+      wake_at_ = Clock::time_point::max();
+      for (const Entry& e : entries_) wake_at_ = std::min(wake_at_, WakeTime(e));
+      if (wake_at_ == Clock::time_point::max()) {
+        cv_.wait(lock);
+      } else {
+        cv_.wait_until(lock, wake_at_);
+      }
+      if (quit_) break;
+      // stop() is called again every round while the condition holds: one that lands before
+      // httplib has taken the socket for the request has nothing to shut down yet.
+      std::vector<std::pair<uint64_t, httplib::ClientImpl*>> to_stop;
+      const auto now = Clock::now();
+      for (Entry& e : entries_) {
+        const bool stopped = e.stop != nullptr && e.stop->load();
+        const bool expired = now >= e.deadline;
+        if (!stopped && !expired) continue;
+        e.deadline_passed = e.deadline_passed || (expired && !stopped);
+        e.stopping = true;  // Remove() waits, so e.http stays valid below
+        to_stop.emplace_back(e.id, e.http);
+      }
+      if (to_stop.empty()) continue;
+      // Outside the lock: stop() waits while httplib connects, and new requests must not.
+      lock.unlock();
+      for (const auto& [id, http] : to_stop) http->stop();
+      lock.lock();
+      for (Entry& e : entries_) e.stopping = false;
+      cv_.notify_all();
+    }
+  }
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Entry> entries_;
+  uint64_t last_id_ = 0;
+  Clock::time_point wake_at_ = Clock::time_point::min();  // when Run() looks next
+  bool quit_ = false;
+  std::thread thread_;
+};
+
+class HttplibClient final : public Client {
+ public:
+  HttplibClient(ClientConfig config, core::HttpUrl url, RetryPolicy retry)
+      : config_(std::move(config)), url_(std::move(url)), retry_(retry) {
     if (config_.user_agent.empty()) config_.user_agent = std::string("efa-dra-driver/") + kVersion;
     if (!config_.filesystem) config_.filesystem = core::NewPosixFilesystem("/");
     while (!config_.server.empty() && config_.server.back() == '/') config_.server.pop_back();
@@ -193,22 +372,120 @@ class CurlClient final : public Client {
     return out;
   }
 
-  CurlPtr Acquire() {
-    std::call_once(g_curl_init, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (!pool_.empty()) {
-        CurlPtr h = std::move(pool_.back());
-        pool_.pop_back();
-        curl_easy_reset(h.get());
-        return h;
+  // Trust, host check and client certificate of a new TLS transport. OpenSSL verifies the
+  // chain and the host (or IP) during the handshake, so a failure ends the handshake.
+  Status SetUpTls(SSL_CTX* ctx, const std::string& ca_pem) const {
+    if (ctx == nullptr) return InternalError("cannot create a TLS context: " + TakeOpenSslError());
+    if (config_.insecure_skip_tls_verify) {
+      SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+    } else {
+      SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+      X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx);
+      unsigned char address[sizeof(in6_addr)];
+      const bool is_ip = inet_pton(AF_INET, url_.host.c_str(), address) == 1 ||
+                         inet_pton(AF_INET6, url_.host.c_str(), address) == 1;
+      const int host_set = is_ip ? X509_VERIFY_PARAM_set1_ip_asc(param, url_.host.c_str())
+                                 : X509_VERIFY_PARAM_set1_host(param, url_.host.c_str(), 0);
+      if (host_set != 1) {
+        return InvalidArgumentError("server host " + url_.host + ": " + TakeOpenSslError());
+      }
+      if (config_.ca_file.empty() && ca_pem.empty()) {
+        SSL_CTX_set_default_verify_paths(ctx);
+      }
+      if (!config_.ca_file.empty() &&
+          SSL_CTX_load_verify_locations(ctx, config_.ca_file.c_str(), nullptr) != 1) {
+        return InvalidArgumentError("certificate-authority " + config_.ca_file + ": " +
+                                    TakeOpenSslError());
+      }
+      if (!ca_pem.empty()) {
+        const std::string field = config_.ca_reload_file.empty()
+                                      ? std::string("certificate-authority-data")
+                                      : "CA bundle " + config_.ca_reload_file;
+        EFADRA_ASSIGN_OR_RETURN(auto certs, ParseCertificates(ca_pem, field));
+        X509_STORE* store = SSL_CTX_get_cert_store(ctx);
+        for (const auto& cert : certs) {
+          if (X509_STORE_add_cert(store, cert.get()) != 1) {
+            // The same certificate twice in a bundle is harmless.
+            if (ERR_GET_REASON(ERR_peek_last_error()) != X509_R_CERT_ALREADY_IN_HASH_TABLE) {
+              return InvalidArgumentError("certificate-authority-data: " + TakeOpenSslError());
+            }
+            ERR_clear_error();
+          }
+        }
       }
     }
-    return CurlPtr(curl_easy_init());
+    if (!config_.client_cert_file.empty() &&
+        SSL_CTX_use_certificate_chain_file(ctx, config_.client_cert_file.c_str()) != 1) {
+      return InvalidArgumentError("client-certificate " + config_.client_cert_file + ": " +
+                                  TakeOpenSslError());
+    }
+    if (!config_.client_cert_data.empty()) {
+      EFADRA_ASSIGN_OR_RETURN(auto chain, ParseCertificates(config_.client_cert_data,
+                                                            "client-certificate-data"));
+      if (SSL_CTX_use_certificate(ctx, chain.front().get()) != 1) {
+        return InvalidArgumentError("client-certificate-data: " + TakeOpenSslError());
+      }
+      for (size_t i = 1; i < chain.size(); ++i) {
+        if (SSL_CTX_add1_chain_cert(ctx, chain[i].get()) != 1) {
+          return InvalidArgumentError("client-certificate-data: " + TakeOpenSslError());
+        }
+      }
+    }
+    if (!config_.client_key_file.empty() &&
+        SSL_CTX_use_PrivateKey_file(ctx, config_.client_key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+      return InvalidArgumentError("client-key " + config_.client_key_file + ": " +
+                                  TakeOpenSslError());
+    }
+    if (!config_.client_key_data.empty()) {
+      const std::string& pem = config_.client_key_data;
+      std::unique_ptr<BIO, BioDeleter> bio(
+          BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+      std::unique_ptr<EVP_PKEY, KeyDeleter> key(
+          bio ? PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr) : nullptr);
+      if (!key || SSL_CTX_use_PrivateKey(ctx, key.get()) != 1) {
+        return InvalidArgumentError("client-key-data: " + TakeOpenSslError());
+      }
+    }
+    const bool has_cert = !config_.client_cert_file.empty() || !config_.client_cert_data.empty();
+    if (has_cert && SSL_CTX_check_private_key(ctx) != 1) {
+      return InvalidArgumentError("client key does not match the client certificate: " +
+                                  TakeOpenSslError());
+    }
+    return Status::Ok();
   }
-  void Release(CurlPtr h) {
+
+  // A pooled transport set up for `ca_pem`, or a new one. Pooled transports set up for
+  // another bundle are dropped: once the CA rotates, connections verified under the old one
+  // are not reused.
+  Result<std::unique_ptr<Transport>> Acquire(const std::string& ca_pem) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      while (!pool_.empty()) {
+        std::unique_ptr<Transport> t = std::move(pool_.back());
+        pool_.pop_back();
+        if (t->ca_pem == ca_pem) return t;
+      }
+    }
+    auto t = std::make_unique<Transport>();
+    if (url_.tls) {
+      auto tls = std::make_unique<httplib::SSLClient>(url_.host, url_.port);
+      // Verification is OpenSSL's, set up on the context (SetUpTls), not httplib's.
+      tls->enable_server_certificate_verification(false);
+      EFADRA_RETURN_IF_ERROR(SetUpTls(tls->ssl_context(), ca_pem));
+      t->http = std::move(tls);
+    } else {
+      t->http = std::make_unique<httplib::ClientImpl>(url_.host, url_.port);
+    }
+    t->ca_pem = ca_pem;  // also for http://, so that Acquire() matches it next time
+    t->http->set_keep_alive(true);
+    t->http->set_tcp_nodelay(true);
+    // Paths are validated and queries escaped here; httplib must send them byte for byte.
+    t->http->set_url_encode(false);
+    return t;
+  }
+  void Release(std::unique_ptr<Transport> t) {
     std::lock_guard<std::mutex> lock(mu_);
-    pool_.push_back(std::move(h));
+    pool_.push_back(std::move(t));
   }
 
   // The bearer token (re-read from token_file on every request: projected tokens rotate and a
@@ -243,101 +520,95 @@ class CurlClient final : public Client {
     return reloaded_ca_;
   }
 
-  // Common options; `headers` must outlive the transfer.
-  Status Setup(CURL* h, const std::string& method, const std::string& url,
-               curl_slist** headers, std::chrono::milliseconds timeout,
-               std::string_view content_type = kJsonContentType) const {
-    curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_USERAGENT, config_.user_agent.c_str());
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-                     static_cast<long>(std::min(config_.connect_timeout, timeout).count()));
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-    curl_easy_setopt(h, CURLOPT_TCP_NODELAY, 1L);
-    if (method != "GET") curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
-    if (!config_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, config_.ca_file.c_str());
-    // CURL_BLOB_COPY: curl keeps its own copy, so the bundle may change after this call.
-    // A changed bundle also stops curl from reusing connections set up under the old one
-    // (the blob is part of the SSL config a reused connection must match).
-    const std::string ca_data = CurrentCaData();
-    if (!ca_data.empty()) {
-      curl_blob blob{const_cast<char*>(ca_data.data()), ca_data.size(), CURL_BLOB_COPY};
-      curl_easy_setopt(h, CURLOPT_CAINFO_BLOB, &blob);
-    }
-    if (config_.insecure_skip_tls_verify) {
-      curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
-      curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    if (!config_.client_cert_file.empty()) {
-      curl_easy_setopt(h, CURLOPT_SSLCERT, config_.client_cert_file.c_str());
-    }
-    if (!config_.client_key_file.empty()) {
-      curl_easy_setopt(h, CURLOPT_SSLKEY, config_.client_key_file.c_str());
-    }
-    if (!config_.client_cert_data.empty()) {
-      curl_blob blob{const_cast<char*>(config_.client_cert_data.data()),
-                     config_.client_cert_data.size(), CURL_BLOB_COPY};
-      curl_easy_setopt(h, CURLOPT_SSLCERT_BLOB, &blob);
-      curl_easy_setopt(h, CURLOPT_SSLCERTTYPE, "PEM");
-    }
-    if (!config_.client_key_data.empty()) {
-      curl_blob blob{const_cast<char*>(config_.client_key_data.data()),
-                     config_.client_key_data.size(), CURL_BLOB_COPY};
-      curl_easy_setopt(h, CURLOPT_SSLKEY_BLOB, &blob);
-      curl_easy_setopt(h, CURLOPT_SSLKEYTYPE, "PEM");
-    }
-    EFADRA_ASSIGN_OR_RETURN(std::string token, Token());
-    *headers = curl_slist_append(*headers, "Accept: application/json");
-    *headers = curl_slist_append(*headers, ("Content-Type: " + std::string(content_type)).c_str());
-    if (!token.empty()) {
-      *headers = curl_slist_append(*headers, ("Authorization: Bearer " + token).c_str());
-    }
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, *headers);
-    return Status::Ok();
+  // The request line and headers every call sends; kUnauthenticated if the token is unreadable.
+  Result<httplib::Request> NewRequest(const std::string& method, const std::string& path,
+                                      std::string_view content_type) const {
+    auto token = Token();
+    if (!token.ok()) return UnauthenticatedError(token.status().message());
+    httplib::Request request;
+    request.method = method;
+    request.path = url_.base_path + path;
+    request.headers = {{"Accept", "application/json"},
+                       {"Content-Type", std::string(content_type)},
+                       {"User-Agent", config_.user_agent}};
+    if (!token->empty()) request.headers.emplace("Authorization", "Bearer " + *token);
+    return request;
   }
 
-  void Observe(std::string_view verb, long code, std::chrono::steady_clock::time_point start) {
+  void SetTimeouts(httplib::ClientImpl& http, std::chrono::milliseconds timeout) const {
+    http.set_connection_timeout(std::min(config_.connect_timeout, timeout));
+    http.set_read_timeout(timeout);
+    http.set_write_timeout(timeout);
+  }
+
+  void Observe(std::string_view verb, long code, Clock::time_point start) {
     if (RequestObserver* o = observer_.load()) {
       o->OnRequest(verb, static_cast<int>(code),
-                   std::chrono::duration_cast<std::chrono::microseconds>(
-                       std::chrono::steady_clock::now() - start));
+                   std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - start));
     }
   }
 
-  Response Perform(const std::string& method, std::string_view verb, const std::string& url,
+  // Sends `request` and fills in the transport outcome. httplib bounds each read and write by
+  // the timeouts; the interrupter bounds the whole exchange by `timeout` and ends it early
+  // when `stop` (may be null) is set.
+  bool Send(httplib::ClientImpl& http, httplib::Request& request,
+            std::chrono::milliseconds timeout, Clock::time_point start,
+            const std::atomic<bool>* stop, Response* r) {
+    httplib::Response response;
+    httplib::Error error = httplib::Error::Success;
+    Interrupter::Registration registration(interrupter_, http, start + timeout, stop);
+    ERR_clear_error();
+    if (http.send(request, response, error)) {
+      r->http = response.status;
+      return true;
+    }
+    r->transport_error = error;
+    r->transport_detail = TakeOpenSslError();
+    // A read that waited out the timeout reports Error::Read, like a lost connection; the
+    // elapsed time tells them apart.
+    r->timed_out = registration.deadline_passed() ||
+                   error == httplib::Error::ConnectionTimeout ||
+                   ((error == httplib::Error::Read || error == httplib::Error::Write) &&
+                    Clock::now() - start >= timeout);
+    return false;
+  }
+
+  Response Perform(const std::string& method, std::string_view verb, const std::string& path,
                    const std::string* body, std::string_view content_type) {
     Response r;
-    r.max_body = config_.max_response_bytes;
-    auto start = std::chrono::steady_clock::now();
-    CurlPtr h = Acquire();
-    curl_slist* headers = nullptr;
-    Status setup = Setup(h.get(), method, url, &headers, config_.request_timeout, content_type);
-    if (!setup.ok()) {
-      r.curl = CURLE_READ_ERROR;
-      r.curl_error = setup.message();
-      curl_slist_free_all(headers);
-      Release(std::move(h));
+    const auto start = Clock::now();
+    auto request = NewRequest(method, path, content_type);
+    if (!request.ok()) {
+      r.setup = request.status();
       return r;
     }
-    if (body != nullptr) {
-      curl_easy_setopt(h.get(), CURLOPT_POSTFIELDS, body->c_str());
-      curl_easy_setopt(h.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(body->size()));
+    auto transport = Acquire(CurrentCaData());
+    if (!transport.ok()) {
+      r.setup = transport.status();
+      return r;
     }
-    char errbuf[CURL_ERROR_SIZE] = {0};
-    curl_easy_setopt(h.get(), CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(h.get(), CURLOPT_WRITEFUNCTION, WriteToResponse);
-    curl_easy_setopt(h.get(), CURLOPT_WRITEDATA, &r);
-    curl_easy_setopt(h.get(), CURLOPT_HEADERFUNCTION, HeaderCallback);
-    curl_easy_setopt(h.get(), CURLOPT_HEADERDATA, &r);
-    r.curl = curl_easy_perform(h.get());
-    if (r.curl != CURLE_OK) {
-      r.curl_error = errbuf[0] ? errbuf : curl_easy_strerror(r.curl);
-    } else {
-      curl_easy_getinfo(h.get(), CURLINFO_RESPONSE_CODE, &r.http);
-    }
-    curl_easy_setopt(h.get(), CURLOPT_ERRORBUFFER, nullptr);
-    curl_slist_free_all(headers);
-    Release(std::move(h));
+    httplib::ClientImpl& http = *(*transport)->http;
+    const std::chrono::milliseconds timeout = config_.request_timeout;
+    SetTimeouts(http, timeout);
+    if (body != nullptr) request->body = *body;
+    request->response_handler = [&](const httplib::Response& response) {
+      r.http = response.status;
+      if (response.has_header("Retry-After")) {
+        r.retry_after = std::atoi(response.get_header_value("Retry-After").c_str());
+      }
+      return true;
+    };
+    // Returning false aborts the transfer, so an oversized body is never accumulated.
+    request->content_receiver = [&](const char* data, size_t length, uint64_t, uint64_t) {
+      if (r.body.size() + length > config_.max_response_bytes) {
+        r.body_too_large = true;
+        return false;
+      }
+      r.body.append(data, length);
+      return true;
+    };
+    if (!Send(http, *request, timeout, start, nullptr, &r)) r.http = 0;
+    Release(std::move(*transport));
     Observe(verb, r.http, start);
     return r;
   }
@@ -352,6 +623,12 @@ class CurlClient final : public Client {
         std::uniform_int_distribution<int64_t>(0, std::max<int64_t>(ceiling, 0))(rng_));
   }
 
+  std::string TransportMessage(const Response& r) const {
+    std::string message = DescribeTransportError(*r.transport_error);
+    if (!r.transport_detail.empty()) message += ": " + r.transport_detail;
+    return message + " (" + config_.server + ")";
+  }
+
   // `query` ("" or "?..." built by Query() from escaped values) is not part of the check.
   Result<json> DoJson(const std::string& method, std::string_view verb, std::string_view path,
                       const std::string& query, const json* object,
@@ -360,12 +637,20 @@ class CurlClient final : public Client {
     const std::string where = method + " " + std::string(path) + query;
     std::string body;
     if (object != nullptr) body = object->dump();
-    const std::string url = config_.server + std::string(path) + query;
+    const std::string target = std::string(path) + query;
     const int attempts = std::max(1, retry_.max_attempts);
     Status last;
     for (int attempt = 0; attempt < attempts; ++attempt) {
-      Response r = Perform(method, verb, url, object != nullptr ? &body : nullptr, content_type);
+      Response r = Perform(method, verb, target, object != nullptr ? &body : nullptr,
+                           content_type);
       bool retryable = false;
+      if (!r.setup.ok()) {
+        // An unreadable token or an unusable TLS setup: the next attempt would fail the same.
+        const StatusCode code = r.setup.code() == StatusCode::kUnauthenticated
+                                    ? StatusCode::kUnauthenticated
+                                    : StatusCode::kUnavailable;
+        return Status(code, where + ": " + r.setup.message());
+      }
       if (r.body_too_large) {
         // Not retried: the next attempt would download the same body again.
         return ResourceExhaustedError(where + ": response from " + config_.server +
@@ -373,18 +658,10 @@ class CurlClient final : public Client {
                                       DescribeBytes(config_.max_response_bytes) +
                                       "; transfer aborted");
       }
-      if (r.curl != CURLE_OK) {
-        if (r.curl == CURLE_READ_ERROR && r.http == 0 && r.body.empty() &&
-            r.curl_error.find("token") != std::string::npos) {
-          return UnauthenticatedError(where + ": " + r.curl_error);
-        }
-        StatusCode code = r.curl == CURLE_OPERATION_TIMEDOUT ? StatusCode::kDeadlineExceeded
-                                                             : StatusCode::kUnavailable;
-        if (r.curl == CURLE_SSL_CACERT_BADFILE || r.curl == CURLE_SSL_CERTPROBLEM ||
-            r.curl == CURLE_PEER_FAILED_VERIFICATION) {
-          code = StatusCode::kUnavailable;
-        }
-        last = Status(code, where + ": " + r.curl_error + " (" + config_.server + ")");
+      if (r.transport_error) {
+        const StatusCode code =
+            r.timed_out ? StatusCode::kDeadlineExceeded : StatusCode::kUnavailable;
+        last = Status(code, where + ": " + TransportMessage(r));
         retryable = true;
       } else if (r.http >= 200 && r.http < 300) {
         json parsed = json::parse(r.body, nullptr, false);
@@ -410,13 +687,15 @@ class CurlClient final : public Client {
   }
 
   ClientConfig config_;
+  const core::HttpUrl url_;
   RetryPolicy retry_;
   std::atomic<RequestObserver*> observer_{nullptr};
   mutable std::mutex ca_mu_;
   mutable std::string reloaded_ca_;  // last good content of ca_reload_file; guarded by ca_mu_
   std::mutex mu_;  // guards pool_ and rng_
-  std::vector<CurlPtr> pool_;
+  std::vector<std::unique_ptr<Transport>> pool_;
   std::mt19937_64 rng_;
+  Interrupter interrupter_;
 };
 
 }  // namespace
@@ -430,7 +709,7 @@ Status ConsumeWatchChunk(std::string& pending, std::string_view chunk,
     pending.erase(0, pos + 1);
     if (line.empty()) continue;
     // Only well-typed fields are read: json::value() throws on a mistyped one, and a throw
-    // here would cross libcurl's C callback.
+    // here would unwind through httplib's read loop and out of Watch.
     json j = json::parse(line, nullptr, false);
     const auto type = j.is_object() ? j.find("type") : j.end();
     const auto object = j.is_object() ? j.find("object") : j.end();
@@ -459,110 +738,77 @@ Status ConsumeWatchChunk(std::string& pending, std::string_view chunk,
   return Status::Ok();
 }
 
-namespace {
-
-struct WatchSink {
-  std::string buffer;
-  size_t max_line = 0;
-  const std::function<bool(const WatchEvent&)>* on_event = nullptr;
-  bool stopped_by_callback = false;
-  Status error;
-  long http = 0;
-  std::string error_body;
-  CURL* handle = nullptr;
-};
-
-size_t WatchWrite(char* data, size_t size, size_t n, void* user) {
-  auto* sink = static_cast<WatchSink*>(user);
-  const size_t len = size * n;
-  if (sink->http == 0) curl_easy_getinfo(sink->handle, CURLINFO_RESPONSE_CODE, &sink->http);
-  if (sink->http != 200) {
-    // Only the start of an error body is ever shown; the rest is dropped, not stored.
-    constexpr size_t kMaxErrorBody = 64 * 1024;
-    if (sink->error_body.size() < kMaxErrorBody) {
-      sink->error_body.append(data, std::min(len, kMaxErrorBody - sink->error_body.size()));
-    }
-    return len;
-  }
-  Status parsed = ConsumeWatchChunk(sink->buffer, std::string_view(data, len), *sink->on_event,
-                                    &sink->stopped_by_callback);
-  if (!parsed.ok()) sink->error = std::move(parsed);
-  if (!sink->error.ok() || sink->stopped_by_callback) return 0;  // aborts the transfer
-  // What is left is the start of an event whose newline has not arrived yet.
-  if (sink->buffer.size() > sink->max_line) {
-    sink->error = ResourceExhaustedError("watch event exceeds the limit of " +
-                                         DescribeBytes(sink->max_line) + "; stream aborted");
-    return 0;
-  }
-  return len;
-}
-
-Status CurlClient::Watch(std::string_view collection_path, const ListOptions& options,
-                         const std::function<bool(const WatchEvent&)>& on_event,
-                         const std::atomic<bool>& stop) {
+Status HttplibClient::Watch(std::string_view collection_path, const ListOptions& options,
+                            const std::function<bool(const WatchEvent&)>& on_event,
+                            const std::atomic<bool>& stop) {
   EFADRA_RETURN_IF_ERROR(ValidateRequestPath(collection_path).WithContext("WATCH"));
   const std::string path = std::string(collection_path) + Query(options, true);
   const std::string where = "WATCH " + path;
-  auto start = std::chrono::steady_clock::now();
-  CurlPtr h = Acquire();
-  curl_slist* headers = nullptr;
-  // The stream may legitimately last the whole watch timeout; give the server a margin to end it.
-  auto total = std::chrono::duration_cast<std::chrono::milliseconds>(options.watch_timeout) +
-               config_.request_timeout;
-  Status setup = Setup(h.get(), "GET", config_.server + path, &headers, total);
-  if (!setup.ok()) {
-    curl_slist_free_all(headers);
-    return setup.WithContext(where);
-  }
-  WatchSink sink;
-  sink.max_line = config_.max_watch_line_bytes;
-  sink.on_event = &on_event;
-  sink.handle = h.get();
-  char errbuf[CURL_ERROR_SIZE] = {0};
-  curl_easy_setopt(h.get(), CURLOPT_ERRORBUFFER, errbuf);
-  curl_easy_setopt(h.get(), CURLOPT_WRITEFUNCTION, WatchWrite);
-  curl_easy_setopt(h.get(), CURLOPT_WRITEDATA, &sink);
+  const auto start = Clock::now();
+  if (stop.load()) return CancelledError(where + ": stopped");
+  auto request = NewRequest("GET", path, kJsonContentType);
+  if (!request.ok()) return request.status().WithContext(where);
+  auto transport = Acquire(CurrentCaData());
+  if (!transport.ok()) return UnavailableError(transport.status().message()).WithContext(where);
+  httplib::ClientImpl& http = *(*transport)->http;
+  // The stream may legitimately last the whole watch timeout, quiet for most of it; give the
+  // server a margin to end it.
+  const auto total = std::chrono::duration_cast<std::chrono::milliseconds>(options.watch_timeout) +
+                     config_.request_timeout;
+  SetTimeouts(http, total);
 
-  CURLM* multi = curl_multi_init();
-  curl_multi_add_handle(multi, h.get());
-  int running = 1;
-  bool cancelled = false;
-  while (running > 0) {
-    if (stop.load()) {
-      cancelled = true;
-      break;
+  std::string pending;  // the unfinished last line
+  bool stopped_by_callback = false;
+  Status stream_error;
+  std::string error_body;
+  Response r;
+  request->response_handler = [&](const httplib::Response& response) {
+    r.http = response.status;
+    return true;
+  };
+  // Returning false aborts the transfer.
+  request->content_receiver = [&](const char* data, size_t length, uint64_t, uint64_t) {
+    if (stop.load()) return false;
+    if (r.http != 200) {
+      // Only the start of an error body is ever shown; the rest is dropped, not stored.
+      constexpr size_t kMaxErrorBody = 64 * 1024;
+      if (error_body.size() < kMaxErrorBody) {
+        error_body.append(data, std::min(length, kMaxErrorBody - error_body.size()));
+      }
+      return true;
     }
-    CURLMcode mc = curl_multi_perform(multi, &running);
-    if (mc != CURLM_OK) break;
-    if (running == 0) break;
-    curl_multi_poll(multi, nullptr, 0, static_cast<int>(kWatchPoll.count()), nullptr);
+    stream_error = ConsumeWatchChunk(pending, std::string_view(data, length), on_event,
+                                     &stopped_by_callback);
+    if (!stream_error.ok() || stopped_by_callback) return false;
+    // What is left is the start of an event whose newline has not arrived yet.
+    if (pending.size() > config_.max_watch_line_bytes) {
+      stream_error = ResourceExhaustedError("watch event exceeds the limit of " +
+                                            DescribeBytes(config_.max_watch_line_bytes) +
+                                            "; stream aborted");
+      return false;
+    }
+    return true;
+  };
+  const bool completed = Send(http, *request, total, start, &stop, &r);
+  // A transport whose stream was cut midway has had its connection closed by httplib; only a
+  // stream the server ended cleanly leaves a connection worth keeping.
+  if (completed) Release(std::move(*transport));
+  Observe("WATCH", r.http, start);
+  if (!completed && stop.load()) return CancelledError(where + ": stopped");
+  if (stopped_by_callback) return Status::Ok();
+  if (!stream_error.ok()) return stream_error.WithContext(where + " (" + config_.server + ")");
+  if (r.http != 0 && r.http != 200) {
+    return Status(CodeForHttp(r.http, false), where + ": " + DescribeHttpError(r.http, error_body));
   }
-  CURLcode result = CURLE_OK;
-  int left = 0;
-  while (CURLMsg* msg = curl_multi_info_read(multi, &left)) {
-    if (msg->msg == CURLMSG_DONE) result = msg->data.result;
-  }
-  if (sink.http == 0) curl_easy_getinfo(h.get(), CURLINFO_RESPONSE_CODE, &sink.http);
-  curl_multi_remove_handle(multi, h.get());
-  curl_multi_cleanup(multi);
-  curl_easy_setopt(h.get(), CURLOPT_ERRORBUFFER, nullptr);
-  curl_slist_free_all(headers);
-  // A handle whose transfer was aborted midway is not put back: its connection is unusable.
-  Observe("WATCH", sink.http, start);
-  if (cancelled) return CancelledError(where + ": stopped");
-  if (sink.stopped_by_callback) return Status::Ok();
-  if (!sink.error.ok()) return sink.error.WithContext(where + " (" + config_.server + ")");
-  if (sink.http != 0 && sink.http != 200) {
-    return Status(CodeForHttp(sink.http, false),
-                  where + ": " + DescribeHttpError(sink.http, sink.error_body));
-  }
-  if (result != CURLE_OK) {
-    StatusCode code = result == CURLE_OPERATION_TIMEDOUT ? StatusCode::kDeadlineExceeded
-                                                         : StatusCode::kUnavailable;
-    return Status(code, where + ": " + (errbuf[0] ? errbuf : curl_easy_strerror(result)));
+  if (!completed) {
+    const StatusCode code = r.timed_out ? StatusCode::kDeadlineExceeded : StatusCode::kUnavailable;
+    return Status(code, where + ": " + TransportMessage(r));
   }
   return Status::Ok();
 }
+
+namespace {
+
 
 bool IsPchar(unsigned char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
@@ -658,7 +904,18 @@ Result<std::unique_ptr<Client>> Client::Create(ClientConfig config, RetryPolicy 
   if (config.max_response_bytes == 0 || config.max_watch_line_bytes == 0) {
     return InvalidArgumentError("kube client: response and watch-event limits must be > 0");
   }
-  return std::unique_ptr<Client>(new CurlClient(std::move(config), retry));
+  auto url = core::ParseHttpUrl(config.server);
+  if (!url.ok()) {
+    return InvalidArgumentError("kube client" +
+                                (config.source.empty() ? "" : " (" + config.source + ")") +
+                                ": server " + url.status().message());
+  }
+  // httplib writes plain-HTTP requests with send() flags 0 and TLS ones through OpenSSL's
+  // socket BIO (write()); a server that closed the connection first would otherwise kill the
+  // daemon with SIGPIPE instead of failing the request with EPIPE.
+  static std::once_flag ignore_sigpipe;
+  std::call_once(ignore_sigpipe, [] { std::signal(SIGPIPE, SIG_IGN); });
+  return std::unique_ptr<Client>(new HttplibClient(std::move(config), std::move(url).value(), retry));
 }
 
 }  // namespace efadra::kube

@@ -1,12 +1,15 @@
-// IMDSv2 instance-type query with libcurl. IMDSv2 is token based: a PUT returns a session token
-// that the GET must carry; nodes configured "IMDSv2 required" answer 401 to a token-less GET, so
-// v1 is never attempted.
+// IMDSv2 instance-type query on cpp-httplib's client. IMDSv2 is token based: a PUT returns a
+// session token that the GET must carry; nodes configured "IMDSv2 required" answer 401 to a
+// token-less GET, so v1 is never attempted.
 #include "efadra/neuron/imds.h"
 
-#include <curl/curl.h>
+#include <httplib.h>
 
+#include <csignal>
 #include <memory>
 #include <mutex>
+
+#include "efadra/core/http_url.h"
 
 namespace efadra::neuron {
 namespace {
@@ -14,90 +17,85 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // The token only has to outlive the one GET that follows.
-constexpr char kTokenTtlHeader[] = "X-aws-ec2-metadata-token-ttl-seconds: 60";
-constexpr char kTokenHeaderPrefix[] = "X-aws-ec2-metadata-token: ";
+constexpr char kTokenTtlHeader[] = "X-aws-ec2-metadata-token-ttl-seconds";
+constexpr char kTokenTtlSeconds[] = "60";
+constexpr char kTokenHeader[] = "X-aws-ec2-metadata-token";
 constexpr char kTokenPath[] = "/latest/api/token";
 constexpr char kInstanceTypePath[] = "/latest/meta-data/instance-type";
 // IMDS answers are tiny; refuse anything that is clearly not one.
 constexpr size_t kMaxBody = 4096;
 constexpr size_t kMaxInstanceTypeLength = 64;
 
-struct CurlDeleter {
-  void operator()(CURL* curl) const { curl_easy_cleanup(curl); }
-};
-struct SlistDeleter {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
-};
-
-void GlobalInitOnce() {
-  // curl_global_init is not guaranteed thread-safe on every libcurl build; do it once.
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
-}
-
-size_t AppendBody(char* data, size_t size, size_t count, void* user) {
-  auto* body = static_cast<std::string*>(user);
-  size_t bytes = size * count;
-  if (body->size() + bytes > kMaxBody) return 0;  // makes curl fail with CURLE_WRITE_ERROR
-  body->append(data, bytes);
-  return bytes;
-}
-
 struct HttpAnswer {
-  long status = 0;
+  int status = 0;
   std::string body;
 };
 
-// One request; `what` ("PUT http://.../latest/api/token") prefixes every error.
-Result<HttpAnswer> Perform(const std::string& method, const std::string& url,
-                           const std::string& header, std::chrono::milliseconds timeout) {
-  std::string what = method + " " + url;
+// One request; `what` ("PUT http://.../latest/api/token") prefixes every error. httplib's
+// client reads no proxy settings from the environment, so the link-local IMDS address is
+// never sent to an HTTP(S)_PROXY, and it follows no redirects unless told to.
+Result<HttpAnswer> Perform(const core::HttpUrl& endpoint, const std::string& method,
+                           const std::string& what, const std::string& path,
+                           const httplib::Headers& headers, std::chrono::milliseconds timeout) {
   if (timeout.count() <= 0) return DeadlineExceededError(what + ": no time left");
-  std::unique_ptr<CURL, CurlDeleter> curl(curl_easy_init());
-  if (!curl) return InternalError(what + ": curl_easy_init failed");
-  std::unique_ptr<curl_slist, SlistDeleter> headers(curl_slist_append(nullptr, header.c_str()));
-  if (!headers) return InternalError(what + ": out of memory");
+  // httplib writes with send() flags 0 (no MSG_NOSIGNAL): a peer that closed first would
+  // otherwise kill the daemon with SIGPIPE.
+  static std::once_flag ignore_sigpipe;
+  std::call_once(ignore_sigpipe, [] { std::signal(SIGPIPE, SIG_IGN); });
+  std::unique_ptr<httplib::ClientImpl> client;
+  if (endpoint.tls) {
+    client = std::make_unique<httplib::SSLClient>(endpoint.host, endpoint.port);
+  } else {
+    client = std::make_unique<httplib::ClientImpl>(endpoint.host, endpoint.port);
+  }
+  client->set_connection_timeout(timeout);
+  client->set_read_timeout(timeout);
+  client->set_write_timeout(timeout);
+  client->set_url_encode(false);
 
   HttpAnswer answer;
-  char error_buffer[CURL_ERROR_SIZE] = {};
-  CURL* h = curl.get();
-  curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method.c_str());
-  if (method == "PUT") {
-    // An empty PUT body; without it curl would send no Content-Length and IMDS would wait.
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, 0L);
-  }
-  curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers.get());
-  curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, &AppendBody);
-  curl_easy_setopt(h, CURLOPT_WRITEDATA, &answer.body);
-  curl_easy_setopt(h, CURLOPT_ERRORBUFFER, error_buffer);
-  curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout.count()));
-  curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(timeout.count()));
-  // Signals must not be used for timeouts in a multi-threaded daemon.
-  curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-  // The link-local IMDS address must never be sent to an HTTP(S)_PROXY from the environment.
-  curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-  curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-
-  CURLcode code = curl_easy_perform(h);
-  if (code != CURLE_OK) {
-    std::string detail = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(code);
-    if (code == CURLE_OPERATION_TIMEDOUT) {
-      return DeadlineExceededError(what + ": no answer within " +
-                                   std::to_string(timeout.count()) + "ms (" + detail + ")");
+  bool too_long = false;
+  httplib::Request request;
+  request.method = method;
+  request.path = endpoint.base_path + path;
+  request.headers = headers;
+  request.response_handler = [&](const httplib::Response& response) {
+    answer.status = response.status;
+    return true;
+  };
+  request.content_receiver = [&](const char* data, size_t length, uint64_t, uint64_t) {
+    if (answer.body.size() + length > kMaxBody) {
+      too_long = true;
+      return false;
     }
-    if (code == CURLE_WRITE_ERROR) {
-      return InvalidArgumentError(what + ": answer longer than " + std::to_string(kMaxBody) +
-                                  " bytes");
-    }
-    return UnavailableError(what + ": " + detail + " (is this an EC2 instance with IMDS?)");
+    answer.body.append(data, length);
+    return true;
+  };
+  httplib::Response response;
+  httplib::Error error = httplib::Error::Success;
+  const auto start = Clock::now();
+  if (client->send(request, response, error)) {
+    answer.status = response.status;
+    return answer;
   }
-  curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &answer.status);
-  return answer;
+  if (too_long) {
+    return InvalidArgumentError(what + ": answer longer than " + std::to_string(kMaxBody) +
+                                " bytes");
+  }
+  // A read that waited out the timeout reports Error::Read, like a reset connection; the
+  // elapsed time tells them apart.
+  const bool timed_out = error == httplib::Error::ConnectionTimeout ||
+                         ((error == httplib::Error::Read || error == httplib::Error::Write) &&
+                          Clock::now() - start >= timeout);
+  const std::string detail = httplib::to_string(error);
+  if (timed_out) {
+    return DeadlineExceededError(what + ": no answer within " + std::to_string(timeout.count()) +
+                                 "ms (" + detail + ")");
+  }
+  return UnavailableError(what + ": " + detail + " (is this an EC2 instance with IMDS?)");
 }
 
-Status StatusFor(const std::string& what, long status) {
+Status StatusFor(const std::string& what, int status) {
   std::string message = what + ": HTTP " + std::to_string(status);
   if (status == 401) return UnauthenticatedError(message + " (IMDSv2 token rejected)");
   if (status == 403) return PermissionDeniedError(message + " (IMDS disabled for this instance)");
@@ -119,7 +117,6 @@ bool IsPlausibleInstanceType(std::string_view s) {
 
 Result<std::string> QueryImdsInstanceType(const std::string& endpoint,
                                           std::chrono::milliseconds timeout) {
-  GlobalInitOnce();
   const auto deadline = Clock::now() + timeout;
   auto remaining = [&] {
     return std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
@@ -127,9 +124,12 @@ Result<std::string> QueryImdsInstanceType(const std::string& endpoint,
   std::string base = endpoint;
   while (!base.empty() && base.back() == '/') base.pop_back();
   const std::string context = "IMDS instance type from " + base;
+  auto url = core::ParseHttpUrl(base);
+  if (!url.ok()) return url.status().WithContext(context);
 
   std::string token_url = base + kTokenPath;
-  auto token = Perform("PUT", token_url, kTokenTtlHeader, remaining());
+  auto token = Perform(*url, "PUT", "PUT " + token_url, kTokenPath,
+                       {{kTokenTtlHeader, kTokenTtlSeconds}}, remaining());
   if (!token.ok()) return token.status().WithContext(context);
   if (token->status != 200) return StatusFor("PUT " + token_url, token->status).WithContext(context);
   // The token goes into a header line: refuse anything that could break or inject headers.
@@ -140,8 +140,8 @@ Result<std::string> QueryImdsInstanceType(const std::string& endpoint,
   }
 
   std::string type_url = base + kInstanceTypePath;
-  auto type =
-      Perform("GET", type_url, std::string(kTokenHeaderPrefix) + token->body, remaining());
+  auto type = Perform(*url, "GET", "GET " + type_url, kInstanceTypePath,
+                      {{kTokenHeader, token->body}}, remaining());
   if (!type.ok()) return type.status().WithContext(context);
   if (type->status != 200) return StatusFor("GET " + type_url, type->status).WithContext(context);
   std::string value = type->body;

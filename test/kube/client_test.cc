@@ -530,6 +530,140 @@ TEST(ClientLimitsTest, WatchEventWithoutEndIsAnError) {
   EXPECT_LT(server.body_bytes_sent(), kHugeBody / 2);
 }
 
+// A socket listening on 127.0.0.1 on a free port (in *port); -1 on failure. The caller accepts.
+int ListenOnLoopback(int* port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(addr);
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd, 8) != 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+// A server that accepts connections and never answers: the watch is blocked reading the
+// response head, not between events, when it is told to stop.
+TEST(ClientWatchStopTest, StopsWhileTheServerHasNotAnswered) {
+  int port = 0;
+  const int listen_fd = ListenOnLoopback(&port);
+  ASSERT_GE(listen_fd, 0);
+  std::atomic<int> accepted_fd{-1};
+  std::thread acceptor([&] { accepted_fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC); });
+
+  auto client = CappedClient("http://127.0.0.1:" + std::to_string(port));
+  ASSERT_NE(client, nullptr);
+  std::atomic<bool> stop{false};
+  std::atomic<bool> returned{false};
+  Status result;
+  std::thread watcher([&] {
+    result = client->Watch(kSlices, {}, [](const WatchEvent&) { return true; }, stop);
+    returned = true;
+  });
+  ASSERT_TRUE(testing::WaitFor([&] { return accepted_fd.load() >= 0; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the request is sent, unanswered
+  EXPECT_FALSE(returned.load());
+  stop = true;
+  // Bounded, so a watch that ignores the flag fails the test instead of hanging it; closing
+  // the connection then lets it return.
+  EXPECT_TRUE(testing::WaitFor([&] { return returned.load(); }, std::chrono::seconds(2)))
+      << "the watch did not notice the stop flag";
+  ::close(accepted_fd);
+  watcher.join();
+  acceptor.join();
+  ::close(listen_fd);
+  EXPECT_EQ(result.code(), StatusCode::kCancelled) << result.ToString();
+}
+
+// A server that sends its status line and then one header byte every 50 ms, for up to 5 s:
+// every single read is quick, only the whole exchange is slow.
+TEST(ClientDeadlineTest, RequestTimeoutBoundsTheWholeExchange) {
+  int port = 0;
+  const int listen_fd = ListenOnLoopback(&port);
+  ASSERT_GE(listen_fd, 0);
+  std::thread trickler([&] {
+    const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) return;
+    std::string head = "HTTP/1.1 200 OK\r\nX-Slow: ";
+    bool open = ::send(fd, head.data(), head.size(), MSG_NOSIGNAL) > 0;
+    for (int i = 0; open && i < 100; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      open = ::send(fd, "a", 1, MSG_NOSIGNAL) == 1;
+    }
+    ::close(fd);
+  });
+  ClientConfig config;
+  config.server = "http://127.0.0.1:" + std::to_string(port);
+  config.request_timeout = std::chrono::milliseconds(300);
+  RetryPolicy once;
+  once.max_attempts = 1;
+  auto client = Client::Create(config, once);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  const auto start = std::chrono::steady_clock::now();
+  auto r = (*client)->Get("/api/v1/nodes/n1");
+  const auto elapsed = std::chrono::steady_clock::now() - start;
+  trickler.join();
+  ::close(listen_fd);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kDeadlineExceeded) << r.status().ToString();
+  // The trickle lasts 5 s; ending well before it means the deadline, not the server, ended it.
+  EXPECT_LT(elapsed, std::chrono::seconds(3));
+}
+
+// Sequential calls share one keep-alive connection: a server that answers every request on a
+// connection with a small JSON body and counts the connections it accepted.
+TEST(ClientConnectionTest, SequentialCallsReuseOneConnection) {
+  int port = 0;
+  const int listen_fd = ListenOnLoopback(&port);
+  ASSERT_GE(listen_fd, 0);
+  std::atomic<int> connections{0};
+  std::atomic<int> answered{0};
+  std::thread server([&] {
+    while (true) {
+      const int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) return;
+      ++connections;
+      std::string pending;
+      char buf[4096];
+      for (;;) {
+        const ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
+        if (n <= 0) break;
+        pending.append(buf, static_cast<size_t>(n));
+        for (size_t end; (end = pending.find("\r\n\r\n")) != std::string::npos;) {
+          pending.erase(0, end + 4);
+          const std::string reply =
+              "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+          if (::send(fd, reply.data(), reply.size(), MSG_NOSIGNAL) < 0) break;
+          ++answered;
+        }
+      }
+      ::close(fd);
+    }
+  });
+  ClientConfig config;
+  config.server = "http://127.0.0.1:" + std::to_string(port);
+  // Trust data on a plain-http config must not keep pooled connections from matching.
+  config.ca_data = "-----BEGIN CERTIFICATE-----\n-----END CERTIFICATE-----\n";
+  RetryPolicy once;
+  once.max_attempts = 1;
+  auto client = Client::Create(config, once);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  for (int i = 0; i < 5; ++i) {
+    auto r = (*client)->Get("/api/v1/nodes/n" + std::to_string(i));
+    EXPECT_TRUE(r.ok()) << r.status().ToString();
+  }
+  EXPECT_EQ(answered.load(), 5);
+  EXPECT_EQ(connections.load(), 1);
+  client->reset();  // closes the pooled connection, so the server thread sees EOF
+  ::shutdown(listen_fd, SHUT_RDWR);
+  server.join();
+  ::close(listen_fd);
+}
+
 TEST(ClientCreateTest, WarnsAboutInsecureTransport) {
   struct Case {
     std::string what;

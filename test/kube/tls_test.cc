@@ -80,6 +80,36 @@ TEST_F(TlsTest, ServerTrust) {
   }
 }
 
+TEST_F(TlsTest, CaBundleWithSeveralCertificatesAndTheHostIsChecked) {
+  FakeApiServer server(ServerOptions{.tls_cert_file = dir_.Sub("server.crt"),
+                                     .tls_key_file = dir_.Sub("server.key"),
+                                     .client_ca_file = "",
+                                     .bearer_token = ""});
+  ASSERT_TRUE(server.Start().ok());
+  // The signing CA second in the bundle: every certificate of inline data is trusted.
+  ClientConfig bundle;
+  bundle.ca_data = testing::ReadFileOrEmpty(dir_.Sub("other.crt")) +
+                   testing::ReadFileOrEmpty(dir_.Sub("ca.crt"));
+  auto r = GetNode(server, bundle);
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+
+  // A trusted chain for another name: the certificate is for IP 127.0.0.1 only, so reaching
+  // the same server as "localhost" must fail the handshake.
+  server.PutNode("n1", "uid-1");
+  ClientConfig by_name;
+  by_name.server = "https://localhost:" + std::to_string(server.port());
+  by_name.ca_file = dir_.Sub("ca.crt");
+  RetryPolicy once;
+  once.max_attempts = 1;
+  auto client = Client::Create(by_name, once);
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  auto mismatch = (*client)->Get("/api/v1/nodes/n1");
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_EQ(mismatch.status().code(), StatusCode::kUnavailable) << mismatch.status().ToString();
+  EXPECT_NE(mismatch.status().message().find("TLS handshake failed"), std::string::npos)
+      << mismatch.status().message();
+}
+
 TEST_F(TlsTest, ClientCertificateRequired) {
   FakeApiServer server(ServerOptions{.tls_cert_file = dir_.Sub("server.crt"),
                                      .tls_key_file = dir_.Sub("server.key"),

@@ -1,8 +1,11 @@
-// A small Kubernetes REST client on libcurl + nlohmann_json: exactly what a node-local DRA
-// driver needs (GET/LIST/POST/PUT/DELETE/WATCH of a few resource types), with retries.
+// A small Kubernetes REST client on cpp-httplib + OpenSSL + nlohmann_json: exactly what a
+// node-local DRA driver needs (GET/LIST/POST/PUT/DELETE/WATCH of a few resource types), with
+// retries. Connects directly: no HTTP(S)_PROXY from the environment is used.
 //
-// Thread safety: a Client may be used from several threads at once (each call uses its own
-// curl handle); Watch() blocks its calling thread until the stream ends or is stopped.
+// Thread safety: a Client may be used from several threads at once (each call takes its own
+// pooled connection); Watch() blocks its calling thread until the stream ends or is stopped.
+// Creating a Client sets SIGPIPE to ignored for the process (a write to a connection the server
+// closed must fail, not kill the driver).
 //
 // Errors: every failed call returns a Status whose message names the method, the path and
 // the API's own Status message, e.g.
@@ -51,6 +54,7 @@ struct ClientConfig {
   // Bearer token: inline, or a file re-read whenever it changes (projected SA tokens rotate).
   std::string token;
   std::string token_file;
+  // Bounds each whole request (connect, send, response head and body), not just each read.
   std::chrono::milliseconds request_timeout{std::chrono::seconds(10)};
   // TCP + TLS connect budget of each attempt (within request_timeout).
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(5)};
@@ -118,8 +122,8 @@ class Client {
 
   // path is the full REST path, e.g. "/api/v1/nodes/node1". A path with an empty, "." or
   // ".." segment or a byte outside RFC 3986 pchar is refused with kInvalidArgument before
-  // any request: callers build paths from API and kubelet text, and libcurl would resolve
-  // "x/../.." into another resource. A response above max_response_bytes is
+  // any request: callers build paths from API and kubelet text, and an HTTP client or proxy
+  // may resolve "x/../.." into another resource. A response above max_response_bytes is
   // kResourceExhausted (not retried).
   virtual Result<nlohmann::json> Get(std::string_view path) = 0;
   // The List object ({"items": [...], "metadata": {"resourceVersion": ...}}).

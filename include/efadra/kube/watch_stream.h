@@ -1,7 +1,7 @@
 // The framing of a Kubernetes watch response: one JSON object per line,
 // {"type": "ADDED|MODIFIED|DELETED|BOOKMARK|ERROR", "object": {...}}. The bytes arrive in chunks
 // that split lines anywhere; this turns them into WatchEvents. A pure function over the bytes
-// (the client's curl callback feeds it), so it is fuzzed on its own (test/fuzz).
+// (the client's body callback feeds it), so it is fuzzed on its own (test/fuzz).
 #pragma once
 
 #include <functional>

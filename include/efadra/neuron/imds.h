@@ -1,7 +1,7 @@
 // Optional cross-check of the instance type against the EC2 instance metadata service (IMDSv2).
 // The device-group tables are keyed on DMI product_name (what CDM uses); this lets the caller
-// confirm it behind a flag. Thread-safe (each call uses its own
-// libcurl handle).
+// confirm it behind a flag. Thread-safe (each call uses its own connection). The first call
+// sets SIGPIPE to ignored for the process.
 #pragma once
 
 #include <chrono>
