@@ -4,7 +4,8 @@
 #   a) both images' `discover` on every bundled topology (test/fixtures/topologies): the arm64
 #      binary under qemu-aarch64-static (its own image tree as the loader's root) and the amd64
 #      one in a chroot of its image tree must print the same JSON, device by device and as
-#      ResourceSlices;
+#      ResourceSlices; and the arm64 image's status.d/SBOM must list the same packages as
+#      amd64's, each as an arm64 (or arch all) package;
 #   b) the unit tests of the pure modules (discovery, slices, claims, neuron), cross-built for
 #      arm64 in the Dockerfile's unit-tests stage (it starts from the image's build stage, so
 #      podman's layer cache shares the toolchain and the Release build), run by ctest inside
@@ -57,6 +58,20 @@ root_of "$arm64_tag" "$work/arm64"
 # ELF e_machine 183: AArch64.
 [ "$(od -An -tu2 -j18 -N2 "$work/arm64/usr/bin/efa-dra-driver" | tr -d ' ')" = 183 ] \
   || { echo "test-arm64: the arm64 image's binary is not an aarch64 ELF" >&2; exit 1; }
+
+# The arm64 image's scanner-visible packages (status.d and SBOM, read as a scanner would): the
+# same Debian packages as amd64's, each the arm64 build (or arch all).
+scripts/image-packages.py "$work/amd64" > "$work/amd64.packages"
+scripts/image-packages.py "$work/arm64" > "$work/arm64.packages"
+packages_ok=1
+if awk '$3 != "arm64" && $3 != "all" {bad = 1; print "test-arm64: not an arm64 package: " $0} END {exit bad}' \
+     "$work/arm64.packages" \
+   && cmp -s <(cut -d' ' -f1 "$work/amd64.packages") <(cut -d' ' -f1 "$work/arm64.packages"); then
+  echo "arm64 image: $(wc -l < "$work/arm64.packages") packages recorded, each arm64 or all, the same names as amd64's"
+else
+  packages_ok=0
+  diff <(cut -d' ' -f1 "$work/amd64.packages") <(cut -d' ' -f1 "$work/arm64.packages") || true
+fi
 
 run_amd64() { chroot "$work/amd64" /usr/bin/efa-dra-driver "$@"; }
 run_arm64() { "$qemu" -L "$work/arm64" "$work/arm64/usr/bin/efa-dra-driver" "$@"; }
@@ -121,4 +136,4 @@ echo "--- arm64 tier"
 echo "images $((images_done - started)) s, discover comparison $((compare_done - images_done)) s, unit tests $((tests_done - compare_done)) s"
 echo "a) discover: $((fixtures - differing))/$fixtures topologies identical"
 echo "b) unit tests under qemu: $summary"
-[ "$differing" -eq 0 ] && [ "$rc" -eq 0 ]
+[ "$differing" -eq 0 ] && [ "$rc" -eq 0 ] && [ "$packages_ok" -eq 1 ]
