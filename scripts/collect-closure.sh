@@ -11,6 +11,10 @@
 #
 # Runs on the Debian system the binary was built on (it asks that system's dpkg which package
 # owns each file). It does not run the binary; the Dockerfile proves the tree with chroot.
+# A binary for another architecture (cross-built with multiarch: the arm64 image is made on
+# x86-64) is handled the same way, against that architecture's libraries (/usr/lib/<triplet>,
+# packages name:arch): its closure comes from its own loader run in trace mode under
+# qemu-user (qemu-<cpu>-static must be installed), which is what ldd does natively.
 set -euo pipefail
 
 if [ $# -lt 2 ]; then
@@ -21,7 +25,33 @@ bin=$1 out=$2 version=${3:-unknown}
 [ -x "$bin" ] || { echo "collect-closure: $bin: not an executable file" >&2; exit 1; }
 mkdir -p "$out"
 
-provider=$(echo /usr/lib/*/libibverbs/libefa-rdmav*.so)
+# The binary's architecture, from its ELF header: the multiarch triplet its libraries live
+# under, and for a foreign one its loader and the qemu-user that runs that loader here.
+machine=$(od -An -tu2 -j18 -N2 "$bin" | tr -d ' ')
+case $machine in
+  62) triplet=x86_64-linux-gnu loader=/lib64/ld-linux-x86-64.so.2 cpu=x86_64 ;;
+  183) triplet=aarch64-linux-gnu loader=/lib/ld-linux-aarch64.so.1 cpu=aarch64 ;;
+  *) echo "collect-closure: $bin: ELF machine $machine not supported" >&2; exit 1 ;;
+esac
+emulator=""
+if [ "$cpu" != "$(uname -m)" ]; then
+  emulator=$(command -v "qemu-$cpu-static") \
+    || { echo "collect-closure: $bin is $cpu: needs qemu-$cpu-static (qemu-user-static)" >&2; exit 1; }
+fi
+# trace FILE...: what the loader maps for each FILE, in ldd's format.
+trace() {
+  if [ -z "$emulator" ]; then
+    ldd "$@"
+    return
+  fi
+  local f
+  for f in "$@"; do
+    echo "$f:"
+    LD_TRACE_LOADED_OBJECTS=1 "$emulator" "$loader" "$f"
+  done
+}
+
+provider=$(echo /usr/lib/$triplet/libibverbs/libefa-rdmav*.so)
 [ -e "$provider" ] || { echo "collect-closure: no libibverbs EFA provider (libefa-rdmav*.so)" >&2; exit 1; }
 
 # Files are copied dereferenced into their canonical (/usr) directory; /lib and /lib64 become
@@ -34,14 +64,14 @@ put() {
   cp -L "$1" "$d/$(basename "$1")"
   sources+=("$1")
 }
-for lib in $(ldd "$bin" "$provider" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $2 ~ /^\(/ {print $1}' | sort -u); do
+for lib in $(trace "$bin" "$provider" | awk '$2 == "=>" && $3 ~ /^\// {print $3} $1 ~ /^\// && $2 ~ /^\(/ {print $1}' | sort -u); do
   put "$lib"
 done
 mkdir -p "$out/usr/bin" "$out$(dirname "$provider")" "$out/etc/libibverbs.d" "$out/etc/ssl/certs" "$out/tmp"
 cp "$bin" "$out/usr/bin/efa-dra-driver"
 # libibverbs' EFA provider is Debian's link to libefa: it stays a link to the same libefa file
 # the binary links (efadv), so the loader maps one copy, not two.
-libefa=$(ldd "$bin" | awk '$1 ~ /^libefa\.so/ {print $1}')
+libefa=$(trace "$bin" | awk '$1 ~ /^libefa\.so/ {print $1}')
 ln -sfn "../$libefa" "$out$(dirname "$provider")/$(basename "$provider")"
 sources+=("$provider")
 cp /etc/libibverbs.d/efa.driver "$out/etc/libibverbs.d/"

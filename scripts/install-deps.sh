@@ -5,6 +5,10 @@
 #   install-deps.sh             the build, the unit/e2e suite and the image
 #   install-deps.sh --cluster   also what the real-cluster tier runs on (test/e2e/cluster):
 #                               runc, CNI plugins, iproute2/iptables, debootstrap for the image
+#   install-deps.sh --arm64     also what the arm64 tier runs on (scripts/test-arm64.sh):
+#                               qemu-user-static (run explicitly, no binfmt_misc needed),
+#                               debootstrap for the image's base
+# (the flags combine)
 set -euo pipefail
 
 packages=(
@@ -25,9 +29,13 @@ packages=(
   podman runc busybox-static
 )
 
-if [ "${1:-}" = --cluster ]; then
-  packages+=(debootstrap containernetworking-plugins iproute2 iptables util-linux curl gcc libc6-dev)
-fi
+for group in "$@"; do
+  case $group in
+    --cluster) packages+=(debootstrap containernetworking-plugins iproute2 iptables util-linux curl gcc libc6-dev) ;;
+    --arm64) packages+=(qemu-user-static debootstrap) ;;
+    *) echo "install-deps: unknown group $group (--cluster, --arm64)" >&2; exit 2 ;;
+  esac
+done
 
 missing=()
 for p in "${packages[@]}"; do

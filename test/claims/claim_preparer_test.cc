@@ -851,9 +851,9 @@ TEST_F(ClaimPreparerTest, Kill9AtEachStepOfAPrepareLosesNothing) {
     // A separate process (fork + exec): a bare fork of this multi-threaded process can deadlock
     // in the child on a lock another thread held at the fork (ASan's allocator lock is not
     // fork-safe in GCC 12's runtime; it happened in CI).
-    const std::vector<std::string> args = {
+    const std::vector<std::string> args = ::efadra::testing::TargetProgramArgv({
         EFADRA_CLAIMS_CRASH_CHILD, dir_.path(), server_.url(), claim.namespace_name,
-        claim.name, claim.uid, step.filesystem, step.path, step.when};
+        claim.name, claim.uid, step.filesystem, step.path, step.when});
     std::vector<char*> argv;
     for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
     argv.push_back(nullptr);

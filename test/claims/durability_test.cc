@@ -85,9 +85,9 @@ class DurabilityTest : public ::testing::Test {
                      const std::string& path, const std::string& moment,
                      const std::string& operation) {
     preparer_.reset();
-    const std::vector<std::string> args = {
+    const std::vector<std::string> args = ::efadra::testing::TargetProgramArgv({
         EFADRA_CLAIMS_CRASH_CHILD, dir_.path(), server_.url(), claim.namespace_name,
-        claim.name, claim.uid, filesystem, path, moment, operation};
+        claim.name, claim.uid, filesystem, path, moment, operation});
     std::vector<char*> argv;
     for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
     argv.push_back(nullptr);

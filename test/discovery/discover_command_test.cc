@@ -26,7 +26,8 @@ using CommandRun = ::efadra::testing::CommandResult;
 std::string Binary() { return std::string(EFADRA_BINARY_DIR) + "/efa-dra-driver"; }
 
 CommandRun Discover(const std::string& args, const std::string& env = "") {
-  return ::efadra::testing::RunCommand(env + " " + Binary() + " discover " + args + " 2>/dev/null");
+  return ::efadra::testing::RunCommand(env + " " + ::efadra::testing::TargetProgramShellPrefix() +
+                                       Binary() + " discover " + args + " 2>/dev/null");
 }
 
 class DiscoverCommandTest : public ::testing::Test {

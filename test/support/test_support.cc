@@ -87,6 +87,17 @@ CommandResult RunCommand(const std::string& shell_command) {
   return result;
 }
 
+std::vector<std::string> TargetProgramArgv(std::vector<std::string> argv) {
+  const std::string emulator = EFADRA_TEST_EMULATOR;
+  if (!emulator.empty()) argv.insert(argv.begin(), emulator);
+  return argv;
+}
+
+std::string TargetProgramShellPrefix() {
+  const std::string emulator = EFADRA_TEST_EMULATOR;
+  return emulator.empty() ? "" : emulator + " ";
+}
+
 std::string TestDataDir() { return EFADRA_TEST_DATA_DIR; }
 
 std::string SharedDir() {

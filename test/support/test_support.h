@@ -5,6 +5,7 @@
 #include <chrono>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace efadra::testing {
 
@@ -44,6 +45,14 @@ struct CommandResult {
   std::string out;
 };
 CommandResult RunCommand(const std::string& shell_command);
+
+// The command line that runs `argv` (a program of this build) on this machine: `argv` itself,
+// or, when the build cross-compiles, prefixed with CMAKE_CROSSCOMPILING_EMULATOR (qemu-user):
+// the kernel here cannot exec the target's binaries, and ctest's emulator only wraps the test
+// binary, not the programs it starts.
+std::vector<std::string> TargetProgramArgv(std::vector<std::string> argv);
+// The same as a /bin/sh command prefix: "" natively, else the emulator's path and a space.
+std::string TargetProgramShellPrefix();
 
 // The directory of test data (test/fixtures), and ../shared when present ("" otherwise).
 std::string TestDataDir();
