@@ -74,7 +74,9 @@ RUN . /etc/efadra-cross; qemu=""; [ -z "$prefix" ] || qemu=qemu-user-static; \
 # visible to the loader).
 COPY scripts/collect-closure.sh /usr/local/bin/
 ARG VERSION=0.1.0
-RUN /usr/local/bin/collect-closure.sh /build/efa-dra-driver /out "${VERSION}" \
+# The link map (Release links gRPC, protobuf and abseil from static archives) names the archives
+# whose objects are in the binary: their packages are recorded too.
+RUN /usr/local/bin/collect-closure.sh /build/efa-dra-driver /out "${VERSION}" /build/efa-dra-driver.map \
     && . /etc/efadra-cross && if [ -z "$prefix" ]; then chroot /out /usr/bin/efa-dra-driver version; \
     else cp "/usr/bin/qemu-${prefix%%-*}-static" /out/tmp/qemu && chroot /out /tmp/qemu /usr/bin/efa-dra-driver version \
       && rm /out/tmp/qemu; fi
