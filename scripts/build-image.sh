@@ -42,7 +42,9 @@ case $arch in
   *) echo "build-image: --arch must be amd64, arm64 or all (got $arch)" >&2; exit 2 ;;
 esac
 
-version=$(sed -n 's/^project(efa-dra-driver VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)
+# IMAGE_VERSION (scripts/release.sh sets it): the version the image's label and SBOM carry;
+# default the source's (CMakeLists.txt). It changes only the collect and final stages.
+version=${IMAGE_VERSION:-$(sed -n 's/^project(efa-dra-driver VERSION \([0-9.]*\).*/\1/p' CMakeLists.txt)}
 [ -z "$target" ] || [ -n "$tag" ] || { echo "build-image: --target needs a TAG" >&2; exit 2; }
 if [ "$arch" = all ]; then
   [ -z "$target" ] || { echo "build-image: --target takes one --arch" >&2; exit 2; }
