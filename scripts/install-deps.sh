@@ -4,7 +4,10 @@
 #
 #   install-deps.sh             the build, the unit/e2e suite and the image
 #   install-deps.sh --cluster   also what the real-cluster tier runs on (test/e2e/cluster):
-#                               runc, CNI plugins, iproute2/iptables, debootstrap for the image
+#                               runc, CNI plugins, iproute2/iptables, debootstrap for the image,
+#                               the OCI registry releases are published to (docker-registry),
+#                               socat, which makes it reachable from the cluster's namespace,
+#                               and qemu-user-static (release.sh builds the arm64 image too)
 #   install-deps.sh --arm64     also what the arm64 tier runs on (scripts/test-arm64.sh):
 #                               qemu-user-static (run explicitly, no binfmt_misc needed),
 #                               debootstrap for the image's base
@@ -31,7 +34,8 @@ packages=(
 
 for group in "$@"; do
   case $group in
-    --cluster) packages+=(debootstrap containernetworking-plugins iproute2 iptables util-linux curl gcc libc6-dev) ;;
+    --cluster) packages+=(debootstrap containernetworking-plugins iproute2 iptables util-linux curl gcc libc6-dev
+                          docker-registry socat qemu-user-static) ;;
     --arm64) packages+=(qemu-user-static debootstrap) ;;
     *) echo "install-deps: unknown group $group (--cluster, --arm64)" >&2; exit 2 ;;
   esac

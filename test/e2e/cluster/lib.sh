@@ -19,6 +19,13 @@ NODE_IP=10.250.0.1
 POD_SUBNET=10.251.0.0/24
 SERVICE_SUBNET=10.96.0.0/24
 SERVICE_IP=10.96.0.1
+# The OCI registry release.sh publishes to and containerd pulls from (up.sh starts it): on the
+# host's loopback and, forwarded, on the namespace's, at the same address.
+REGISTRY_PORT=${EFA_DRA_E2E_REGISTRY_PORT:-5000}
+REGISTRY=127.0.0.1:$REGISTRY_PORT
+# The release install.sh publishes there and installs, and the driver image it names.
+RELEASE_VERSION=${EFA_DRA_E2E_RELEASE_VERSION:-0.2.0-test}
+IMAGE=$REGISTRY/efa-dra-driver:$RELEASE_VERSION
 # The DRA feature gates Kubernetes 1.36 still has, set explicitly on every component so a
 # change of default in a later pin shows up as a flag error, not as a silent behaviour change.
 # All are beta and on by default in 1.36 (pkg/features/kube_features.go); DRAAdminAccess and

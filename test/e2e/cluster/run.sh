@@ -32,6 +32,7 @@ export EFA_DRA_E2E_BIN
 EFA_DRA_E2E_BIN=$("$here/build-components.sh" --print-bin)
 . "$here/lib.sh"
 export EFA_DRA_E2E_WORK="$WORK" EFA_DRA_E2E_NETNS="$NETNS" EFA_DRA_E2E_NODE="$NODE_NAME" EFA_DRA_BUILD_DIR="$build_dir"
+export EFA_DRA_E2E_REGISTRY="$REGISTRY" EFA_DRA_E2E_RELEASE_VERSION="$RELEASE_VERSION"
 
 cleanup() {
   if $keep; then

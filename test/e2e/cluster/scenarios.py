@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import traceback
+import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
@@ -37,6 +38,10 @@ NAMESPACE = "kube-system"
 RELEASE = "efa-dra-driver"
 DRIVER_SA = f"system:serviceaccount:{NAMESPACE}:{RELEASE}"
 DRIVER_SELECTOR = f"app.kubernetes.io/instance={RELEASE},app.kubernetes.io/name=efa-dra-driver"
+# The release install.sh published with scripts/release.sh and installed from the registry.
+REGISTRY = os.environ.get("EFA_DRA_E2E_REGISTRY", "127.0.0.1:5000")
+RELEASE_VERSION = os.environ.get("EFA_DRA_E2E_RELEASE_VERSION", "0.2.0-test")
+IMAGE = f"{REGISTRY}/efa-dra-driver:{RELEASE_VERSION}"
 
 
 class Failure(Exception):
@@ -365,14 +370,60 @@ def slices_and_deviceclass():
     notes = helm("get", "notes", RELEASE, "-n", NAMESPACE).stdout
     check(f"kubectl get resourceslices --field-selector spec.driver={DRIVER}" in notes,
           f"the release notes do not show how to list the slices:\n{notes}")
-    image = os.environ.get("EFA_DRA_E2E_IMAGE", "localhost/efa-dra-driver:e2e")
-    check(f"image {image}." in notes and "runs on EFA nodes only" in notes,
+    check(f"image {IMAGE}." in notes and "runs on EFA nodes only" in notes,
           f"the release notes do not name the image deployed and where it runs:\n{notes}")
     check("(vpc.amazonaws.com/efa: N in resources.limits)" in notes and "WARNING" not in notes,
           f"the release notes do not say how device-plugin pods are served, or warn on 1.36:\n{notes}")
     return (f"DeviceClass present; {len(our_slices())} slice(s) of {NODE} list {len(published)} devices "
             f"= the {len(hw)} EFAs of the tree; kubectl logs -l {DRIVER_SELECTOR}: "
             f"{len(logs.splitlines())} lines; NOTES name the image and show the slice listing")
+
+
+@scenario("release-from-registry")
+def release_from_registry():
+    """install.sh ran scripts/release.sh against the cluster's registry and installed the chart
+    from it: the registry holds one image index with both platforms, the installed chart is that
+    release (version = appVersion), its defaults name the release's image, and containerd pulled
+    the driver's image from the registry by that index."""
+    published = re.search(r"^release: image (\S+)@(sha256:[0-9a-f]{64}) \(([^)]*)\)$",
+                          open(f"{WORK}/release.log").read(), re.M)
+    check(published and published.group(1) == IMAGE, f"release.log names no image {IMAGE}")
+    index_digest = published.group(2)
+    request = urllib.request.Request(
+        f"http://{REGISTRY}/v2/efa-dra-driver/manifests/{RELEASE_VERSION}",
+        headers={"Accept": "application/vnd.oci.image.index.v1+json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        served_digest = response.headers.get("Docker-Content-Digest")
+        index = json.load(response)
+    check(served_digest == index_digest, f"the registry serves {served_digest}, release.sh pushed {index_digest}")
+    check(index.get("mediaType") == "application/vnd.oci.image.index.v1+json",
+          f"{IMAGE} is not an OCI image index: {index.get('mediaType')}")
+    platforms = sorted(f"{m['platform']['os']}/{m['platform']['architecture']}" for m in index["manifests"])
+    check(platforms == ["linux/amd64", "linux/arm64"], f"the index holds {platforms}")
+
+    chart = f"oci://{REGISTRY}/charts/efa-dra-driver"
+    metadata = json.loads(helm("get", "metadata", RELEASE, "-n", NAMESPACE, "-o", "json").stdout)
+    check(metadata.get("version") == RELEASE_VERSION and metadata.get("appVersion") == RELEASE_VERSION,
+          f"the installed chart is {metadata.get('version')} (appVersion {metadata.get('appVersion')}), "
+          f"not the release {RELEASE_VERSION}")
+    server = kjson("version")["serverVersion"]["gitVersion"]
+    rendered = helm("template", "defaults", chart, "--version", RELEASE_VERSION, "--plain-http",
+                    "--kube-version", server).stdout
+    check(f'image: "{IMAGE}"' in rendered,
+          f"the published chart's defaults do not run {IMAGE}:\n"
+          + "\n".join(line for line in rendered.splitlines() if "image:" in line))
+
+    pod = wait_driver_ready()
+    status = pod["status"]["containerStatuses"][0]
+    check(status["image"] == IMAGE, f"the driver runs {status['image']}, not {IMAGE}")
+    check(status["imageID"] == f"{REGISTRY}/efa-dra-driver@{index_digest}",
+          f"the driver's imageID {status['imageID']} is not the pushed index {index_digest}")
+    pulls = [line for line in open(f"{WORK}/logs/registry.log")
+             if "/v2/efa-dra-driver/manifests/" in line and "containerd/" in line]
+    check(pulls, "the registry's access log shows no manifest request by containerd")
+    return (f"{IMAGE}@{index_digest[:19]}… holds {', '.join(platforms)}; chart {RELEASE_VERSION} from "
+            f"{chart} installed, its defaults run that image; containerd pulled it ({len(pulls)} "
+            f"manifest request(s) in the registry log), the pod's imageID is the index")
 
 
 class ClaimWatch:
@@ -1279,10 +1330,9 @@ def memlock_comes_from_containerd():
 
 @scenario("resilience-helm-upgrade-surge")
 def resilience_helm_upgrade():
-    image = os.environ.get("EFA_DRA_E2E_IMAGE", "localhost/efa-dra-driver:e2e")
-    new_image = image.rsplit(":", 1)[0] + ":e2e-upgrade"
+    new_image = IMAGE.rsplit(":", 1)[0] + ":e2e-upgrade"
     run([f"{BIN}/ctr", "--address", f"{WORK}/containerd/containerd.sock", "-n", "k8s.io",
-         "images", "tag", "--force", image, new_image])
+         "images", "tag", "--force", IMAGE, new_image])
     upgrade = {}
 
     def disrupt():
@@ -1620,7 +1670,7 @@ def helm_uninstall():
 # The order matters: the examples first, on the p5.48xlarge tree up.sh made; the resilience
 # scenarios; the chart's own checks; then the switch to the trn2 tree; the uninstall last.
 ORDER = [
-    "slices-and-deviceclass", "example-single-efa", "example-shared-claim", "example-gpu-aligned",
+    "slices-and-deviceclass", "release-from-registry", "example-single-efa", "example-shared-claim", "example-gpu-aligned",
     "example-all-efas", "all-efas-of-one-gpu-root", "status-shows-which-pod-holds-which-efa",
     "claim-device-status", "device-plugin-style-extended-resource", "two-efa-claims-in-one-container",
     "gdrdrv-injected-when-enabled",

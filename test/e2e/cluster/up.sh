@@ -197,6 +197,39 @@ healthzBindAddress: 127.0.0.1:10256
 EOF
 start kube-proxy "$BIN/kube-proxy" --config="$WORK/kube-proxy.yaml" --v=1
 
+# --- the OCI registry releases go to: Debian's docker-registry (distribution 2.8) on the host's
+# 127.0.0.1:$REGISTRY_PORT, where scripts/release.sh pushes with podman and helm as it would to
+# any registry (its image builds need the host's network, which the namespace lacks). The
+# namespace sees the same registry at the same address: a socat there forwards its
+# 127.0.0.1:$REGISTRY_PORT over a unix socket (the filesystem is shared, the networks are not)
+# to a socat on the host that connects to the registry. So containerd and helm in the
+# namespace pull what release.sh pushed, by the same names.
+if ss -Hltn "sport = :$REGISTRY_PORT" | grep -q .; then
+  die "port $REGISTRY_PORT is taken on the host; set EFA_DRA_E2E_REGISTRY_PORT to a free one"
+fi
+mkdir -p "$WORK/registry/storage"
+cat > "$WORK/registry/config.yml" <<EOF
+version: 0.1
+log:
+  level: info
+storage:
+  filesystem:
+    rootdirectory: $WORK/registry/storage
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY
+EOF
+/usr/bin/docker-registry serve "$WORK/registry/config.yml" >> "$WORK/logs/registry.log" 2>&1 &
+echo $! > "$WORK/pids/registry"
+socat "UNIX-LISTEN:$WORK/registry/forward.sock,fork" "TCP:$REGISTRY" >> "$WORK/logs/registry.log" 2>&1 &
+echo $! > "$WORK/pids/registry-forward-host"
+start registry-forward-namespace socat "TCP-LISTEN:$REGISTRY_PORT,bind=127.0.0.1,reuseaddr,fork" \
+  "UNIX-CONNECT:$WORK/registry/forward.sock"
+wait_for 30 "the registry on the host" curl -fsS "http://$REGISTRY/v2/"
+wait_for 30 "the registry in the namespace" in_ns curl -fsS "http://$REGISTRY/v2/"
+log "registry up at $REGISTRY (host and namespace)"
+
 # --- containerd 2.x: CRI with CDI specs from $WORK/cdi, runc from Debian, the CNI bridge.
 cat > "$WORK/containerd/config.toml" <<EOF
 version = 3
@@ -222,6 +255,8 @@ state = "$WORK/containerd/state"
     conf_dir = "$WORK/cni/net.d"
 [plugins.'io.containerd.cri.v1.images']
   snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.registry]
+    config_path = "$WORK/containerd/certs.d"
   [plugins.'io.containerd.cri.v1.images'.pinned_images]
     sandbox = "localhost/efa-e2e/pause:1"
 EOF
@@ -236,6 +271,13 @@ cat > "$WORK/cni/net.d/10-bridge.conflist" <<EOF
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
+EOF
+# The release registry speaks plain HTTP, as a registry on loopback does.
+mkdir -p "$WORK/containerd/certs.d/$REGISTRY"
+cat > "$WORK/containerd/certs.d/$REGISTRY/hosts.toml" <<EOF
+server = "http://$REGISTRY"
+[host."http://$REGISTRY"]
+  capabilities = ["pull", "resolve"]
 EOF
 save_command containerd env PATH="$BIN:$PATH" "$BIN/containerd" --config "$WORK/containerd/config.toml"
 start_saved containerd
