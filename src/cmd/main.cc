@@ -8,8 +8,11 @@
 
 #include "command_hint.h"
 #include "commands.h"
+#include "efadra/core/malloc_arenas.h"
 
 int main(int argc, char** argv) {
+  // Before any thread exists: the daemon's resident memory (docs/performance.md, "Footprint").
+  efadra::core::LimitMallocArenas(2);
   CLI::App app{"efa-dra-driver: Kubernetes DRA driver for AWS Elastic Fabric Adapter devices"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
