@@ -11,7 +11,8 @@
 // part (ResourceSlice writes should be 0). docs/performance.md ("Soak") records the figures.
 //
 // Usage: soak_bench [--seconds 180] [--interval-ms 5] [--sample-seconds 5] [--resync 1s]
-//                   [--binary PATH]
+//                   [--cycles N] [--binary PATH]
+//        --cycles N ends the soak after N prepare/unprepare cycles (or --seconds, if sooner)
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -79,6 +80,7 @@ int main(int argc, char** argv) {
   const efadra::bench::Flags flags(argc, argv);
   const int seconds = static_cast<int>(flags.Long("--seconds", 180));
   const int interval_ms = static_cast<int>(flags.Long("--interval-ms", 5));
+  const long max_cycles = flags.Long("--cycles", 0);  // 0: until --seconds
   const int sample_seconds = std::max(1, static_cast<int>(flags.Long("--sample-seconds", 5)));
   const std::string resync = flags.String("--resync", "1s");
   const std::string binary = efadra::bench::DriverBinary("soak_bench", flags, argv[0]);
@@ -176,7 +178,9 @@ int main(int argc, char** argv) {
     if (errors++ == 0) first_error = message;
   };
   const auto end = steady + std::chrono::seconds(seconds);
-  for (long cycle = 0; Clock::now() < end; ++cycle) {
+  long cycles_run = 0;
+  for (long cycle = 0; Clock::now() < end && (max_cycles == 0 || cycle < max_cycles); ++cycle) {
+    cycles_run = cycle + 1;
     if (Exited(pid)) {
       done = true;
       sampler.join();
@@ -258,8 +262,8 @@ int main(int argc, char** argv) {
 
   std::printf("soak_bench: p5.48xlarge tree (%zu devices), FakeApiServer on %s, resync %s\n",
               devices.size(), server.url().c_str(), resync.c_str());
-  std::printf("steady part: %.0f s, a fresh claim prepared+unprepared every %d ms + latency\n",
-              last.at_s, interval_ms);
+  std::printf("steady part: %.0f s, %ld cycles, a fresh claim prepared+unprepared every %d ms + "
+              "latency\n", last.at_s, cycles_run, interval_ms);
   std::printf("samples every %d s (%zu):\n  t(s)   RSS(KiB)  CPU(s)  fds  threads\n",
               sample_seconds, samples.size());
   for (const Sample& s : samples) {
