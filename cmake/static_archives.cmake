@@ -2,7 +2,7 @@
 # every imported library it links transitively, link its static archive (libX.a next to the
 # libX.so it names) when Debian ships one. Used for the image's Release build: gRPC, protobuf,
 # abseil, re2, c-ares, upb and yaml-cpp then contribute only the objects the driver uses, and
-# the loader no longer maps and relocates some 70 shared objects at start (docs/performance.md,
+# the loader no longer maps and relocates 48 shared objects at start (docs/performance.md,
 # "Footprint", has what it saved). Libraries without an archive, and those that must stay
 # shared (OpenSSL and zlib, which libcpp-httplib.so needs as shared objects too, and
 # libibverbs and libnl, which the dlopened EFA provider links: two copies in one process would
