@@ -71,7 +71,7 @@ if awk '$3 != "arm64" && $3 != "all" {bad = 1; print "test-arm64: not an arm64 p
      "$work/arm64.packages" \
    && cmp -s <(cut -d' ' -f1 "$work/amd64.packages") \
              <(cut -d' ' -f1 "$work/arm64.packages" | grep -vx 'libgcc-12-dev-arm64-cross'); then
-  echo "arm64 image: $(wc -l < "$work/arm64.packages") packages recorded, each arm64 or all, the same names as amd64's"
+  echo "arm64 image: $(wc -l < "$work/arm64.packages") packages recorded, each arm64 or all, the same names as amd64's (+ the cross libgcc)"
 else
   packages_ok=0
   diff <(cut -d' ' -f1 "$work/amd64.packages") \
