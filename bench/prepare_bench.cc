@@ -86,11 +86,14 @@ nlohmann::json Claim(const std::string& name, const std::string& uid, const std:
 
 // The floor at a concurrency: `concurrency` threads, each doing `per_worker` times one GET of a
 // claim and one durable atomic write of a checkpoint-sized file of its own; one sample per
-// GET-then-write.
-std::vector<double> MeasureFloor(efadra::kube::Client& client, efadra::core::Filesystem& state_fs,
-                                 int concurrency, int per_worker) {
+// GET-then-write. The first failure, if any, is returned instead: a floor with silently
+// missing samples would flatter the ratio.
+efadra::Result<std::vector<double>> MeasureFloor(efadra::kube::Client& client,
+                                                 efadra::core::Filesystem& state_fs,
+                                                 int concurrency, int per_worker) {
   std::mutex mu;
   std::vector<double> samples;
+  efadra::Status first_failure;
   std::vector<std::thread> workers;
   const std::string payload(1500, 'x');
   for (int w = 0; w < concurrency; ++w) {
@@ -101,14 +104,18 @@ std::vector<double> MeasureFloor(efadra::kube::Client& client, efadra::core::Fil
         auto got = client.Get("/apis/resource.k8s.io/v1/namespaces/bench/resourceclaims/floor");
         efadra::Status written = state_fs.WriteFileAtomic(file, payload, {.durable = true});
         const double ms = Ms(Clock::now() - start);
-        if (!got.ok() || !written.ok()) continue;
         std::lock_guard<std::mutex> lock(mu);
+        if (!got.ok() || !written.ok()) {
+          if (first_failure.ok()) first_failure = !got.ok() ? got.status() : written;
+          continue;
+        }
         samples.push_back(ms);
       }
       state_fs.RemoveFile(file).IgnoreError();
     });
   }
   for (auto& worker : workers) worker.join();
+  if (!first_failure.ok()) return first_failure;
   return samples;
 }
 
@@ -234,8 +241,10 @@ int main(int argc, char** argv) {
       // Each worker owns one device and prepares/unprepares a fresh claim on it, so claims
       // never conflict; only the prepare is timed.
       const int per_worker = std::max(1, iterations / concurrency);
-      std::vector<double> floor = MeasureFloor(**client, *state_fs, concurrency, per_worker);
-      floor_ms[concurrency].insert(floor_ms[concurrency].end(), floor.begin(), floor.end());
+      auto floor = MeasureFloor(**client, *state_fs, concurrency, per_worker);
+      if (!floor.ok()) return Fail("the floor at concurrency " + std::to_string(concurrency) + ": " +
+                                   floor.status().ToString());
+      floor_ms[concurrency].insert(floor_ms[concurrency].end(), floor->begin(), floor->end());
       auto claim_id = [&](int w, int i) {
         return std::to_string(round) + "-" + std::to_string(w) + "-" + std::to_string(i);
       };
