@@ -84,39 +84,34 @@ nlohmann::json Claim(const std::string& name, const std::string& uid, const std:
           {"status", {{"allocation", {{"devices", {{"results", {result}}}}}}}}};
 }
 
-// The floor at a concurrency: `concurrency` threads, each doing `per_worker` times one GET of a
-// claim and one durable atomic write of a checkpoint-sized file of its own; one sample per
-// GET-then-write. The first failure, if any, is returned instead: a floor with silently
-// missing samples would flatter the ratio.
-efadra::Result<std::vector<double>> MeasureFloor(efadra::kube::Client& client,
-                                                 efadra::core::Filesystem& state_fs,
-                                                 int concurrency, int per_worker) {
-  std::mutex mu;
-  std::vector<double> samples;
-  efadra::Status first_failure;
-  std::vector<std::thread> workers;
-  const std::string payload(1500, 'x');
-  for (int w = 0; w < concurrency; ++w) {
-    workers.emplace_back([&, w] {
-      const std::string file = "/floor-" + std::to_string(w) + ".json";
-      for (int i = 0; i < per_worker; ++i) {
-        const auto start = Clock::now();
-        auto got = client.Get("/apis/resource.k8s.io/v1/namespaces/bench/resourceclaims/floor");
-        efadra::Status written = state_fs.WriteFileAtomic(file, payload, {.durable = true});
-        const double ms = Ms(Clock::now() - start);
-        std::lock_guard<std::mutex> lock(mu);
-        if (!got.ok() || !written.ok()) {
-          if (first_failure.ok()) first_failure = !got.ok() ? got.status() : written;
-          continue;
-        }
-        samples.push_back(ms);
-      }
-      state_fs.RemoveFile(file).IgnoreError();
-    });
-  }
-  for (auto& worker : workers) worker.join();
-  if (!first_failure.ok()) return first_failure;
-  return samples;
+// One floor sample: one GET of a claim and one durable atomic write of a checkpoint-sized file
+// of the worker's own, timed together. Then, untimed, the file is removed and its directory
+// synced, as the untimed unprepare after each prepare does, so that the floor and the prepares
+// put the same flushes in the disk's queue.
+efadra::Result<double> FloorOnce(efadra::kube::Client& client, efadra::core::Filesystem& state_fs,
+                                 const std::string& file) {
+  static const std::string payload(1500, 'x');
+  const auto start = Clock::now();
+  auto got = client.Get("/apis/resource.k8s.io/v1/namespaces/bench/resourceclaims/floor");
+  if (!got.ok()) return got.status();
+  EFADRA_RETURN_IF_ERROR(state_fs.WriteFileAtomic(file, payload, {.durable = true}));
+  const double ms = Ms(Clock::now() - start);
+  EFADRA_RETURN_IF_ERROR(state_fs.RemoveFile(file));
+  EFADRA_RETURN_IF_ERROR(state_fs.SyncDirectory("/"));
+  return ms;
+}
+
+// What the gRPC call itself costs: NodePrepareResources with no claims (the server checks the
+// request and answers an empty map).
+efadra::Result<double> EmptyCallOnce(dra::DRAPlugin::Stub& stub) {
+  dra::NodePrepareResourcesRequest request;
+  dra::NodePrepareResourcesResponse response;
+  grpc::ClientContext context;
+  const auto start = Clock::now();
+  grpc::Status status = stub.NodePrepareResources(&context, request, &response);
+  if (!status.ok()) return efadra::UnavailableError("empty NodePrepareResources: " +
+                                                     status.error_message());
+  return Ms(Clock::now() - start);
 }
 
 int Fail(const std::string& what) {
@@ -209,16 +204,22 @@ int main(int argc, char** argv) {
               " sum p50 %.3f ms p99 %.3f ms\n",
               get.p50, get.p99, write.p50, write.p99, get.p50 + write.p50, get.p99 + write.p99);
 
+  // The floor at each concurrency is measured interleaved with the prepares it is compared
+  // with: each worker takes one floor sample, one empty-call sample and one prepare in turn, so
+  // all three meet the same load, the same disk queue and the same scheduler, and a drift of
+  // the disk's speed during the run moves them alike. The floor's GETs go through a client of
+  // their own (the same configuration) so that the prepares' API wait is counted alone.
+  auto floor_client = efadra::kube::Client::Create(config);
+  if (!floor_client.ok()) return Fail(floor_client.status().ToString());
   // Claim device status off and on (--claim-device-status, the default), alternating twice so
   // that a change in the machine's load hits both alike: the status write is queued and sent
   // by the writer's thread, so the prepare must cost the same either way.
   struct Samples {
-    std::vector<double> prepare_ms;
+    std::vector<double> prepare_ms, floor_ms, empty_call_ms;
     int failures = 0;
-    double get_wait_ms = 0, wall_ms = 0;
+    double get_wait_ms = 0;
   };
   std::map<std::pair<bool, int>, Samples> samples;  // (claim status, concurrency)
-  std::map<int, std::vector<double>> floor_ms;          // concurrency -> GET-then-write
   size_t status_patches = 0;
   bool status_idle = true;
   int round = 0;
@@ -239,12 +240,8 @@ int main(int argc, char** argv) {
     for (int concurrency : {1, 8}) {
       ++round;
       // Each worker owns one device and prepares/unprepares a fresh claim on it, so claims
-      // never conflict; only the prepare is timed.
+      // never conflict; the unprepare is not timed.
       const int per_worker = std::max(1, iterations / concurrency);
-      auto floor = MeasureFloor(**client, *state_fs, concurrency, per_worker);
-      if (!floor.ok()) return Fail("the floor at concurrency " + std::to_string(concurrency) + ": " +
-                                   floor.status().ToString());
-      floor_ms[concurrency].insert(floor_ms[concurrency].end(), floor->begin(), floor->end());
       auto claim_id = [&](int w, int i) {
         return std::to_string(round) + "-" + std::to_string(w) + "-" + std::to_string(i);
       };
@@ -257,15 +254,17 @@ int main(int argc, char** argv) {
       }
       get_timer.Reset();
       std::mutex mu;
-      std::vector<double> prepare_ms;
-      std::atomic<int> failures{0};
-      const auto wall_start = Clock::now();
+      Samples round_samples;
+      efadra::Status first_failure;  // of a floor or empty-call sample: the bench stops
       std::vector<std::thread> workers;
       for (int w = 0; w < concurrency; ++w) {
         workers.emplace_back([&, w] {
           auto stub = dra::DRAPlugin::NewStub(grpc::CreateChannel(
               "unix:" + plugin.DraSocketPath(), grpc::InsecureChannelCredentials()));
+          const std::string floor_file = "/floor-" + std::to_string(w) + ".json";
           for (int i = 0; i < per_worker; ++i) {
+            auto floor = FloorOnce(**floor_client, *state_fs, floor_file);
+            auto empty = EmptyCallOnce(*stub);
             const std::string id = claim_id(w, i);
             dra::NodePrepareResourcesRequest request;
             auto* claim = request.add_claims();
@@ -277,10 +276,16 @@ int main(int argc, char** argv) {
             const auto start = Clock::now();
             grpc::Status status = stub->NodePrepareResources(&context, request, &response);
             const double ms = Ms(Clock::now() - start);
-            if (!status.ok() || !response.claims().at("uid-" + id).error().empty()) ++failures;
+            const bool failed =
+                !status.ok() || !response.claims().at("uid-" + id).error().empty();
             {
               std::lock_guard<std::mutex> lock(mu);
-              prepare_ms.push_back(ms);
+              round_samples.prepare_ms.push_back(ms);
+              round_samples.failures += failed ? 1 : 0;
+              if (floor.ok()) round_samples.floor_ms.push_back(*floor);
+              if (empty.ok()) round_samples.empty_call_ms.push_back(*empty);
+              if (first_failure.ok() && !floor.ok()) first_failure = floor.status();
+              if (first_failure.ok() && !empty.ok()) first_failure = empty.status();
             }
             dra::NodeUnprepareResourcesRequest unprepare;
             *unprepare.add_claims() = *claim;
@@ -291,11 +296,16 @@ int main(int argc, char** argv) {
         });
       }
       for (auto& worker : workers) worker.join();
+      // A floor with silently missing samples would flatter the ratio.
+      if (!first_failure.ok()) return Fail(first_failure.ToString());
       Samples& into = samples[{claim_status, concurrency}];
-      into.wall_ms += Ms(Clock::now() - wall_start);
       into.get_wait_ms += get_timer.TotalMs();
-      into.failures += failures.load();
-      into.prepare_ms.insert(into.prepare_ms.end(), prepare_ms.begin(), prepare_ms.end());
+      into.failures += round_samples.failures;
+      for (auto [to, from] : {std::pair{&into.prepare_ms, &round_samples.prepare_ms},
+                              std::pair{&into.floor_ms, &round_samples.floor_ms},
+                              std::pair{&into.empty_call_ms, &round_samples.empty_call_ms}}) {
+        to->insert(to->end(), from->begin(), from->end());
+      }
     }
     if (status_writer != nullptr) {
       status_idle = status_writer->WaitIdle(std::chrono::seconds(30)) && status_idle;
@@ -306,27 +316,21 @@ int main(int argc, char** argv) {
     }
     plugin.Stop();
   }
-  for (const auto& [concurrency, floor] : floor_ms) {
-    const auto of = Of(floor);
-    std::printf("floor at concurrency %d (GET then durable write, measured before each round): "
-                "%zu samples, p50 %.3f ms p99 %.3f ms\n",
-                concurrency, floor.size(), of.p50, of.p99);
-  }
   for (const auto& [key, result] : samples) {
     const auto& [claim_status, concurrency] = key;
-    const double floor_p99 = Of(floor_ms[concurrency]).p99;
     double total_ms = 0;
     for (double ms : result.prepare_ms) total_ms += ms;
     const auto prepare = Of(result.prepare_ms);
+    const auto floor = Of(result.floor_ms);
+    const auto empty = Of(result.empty_call_ms);
     std::printf(
-        "NodePrepareResources (1 device) claim status %s, concurrency %d: %zu calls, %d failed, "
-        "p50 %.3f ms p99 %.3f ms (p99 / floor p99 at this concurrency = %.2f; / sum of the parts' "
-        "p99 = %.2f), API GET wait %.0f%% of prepare time, "
-        "%.0f prepares/s\n",
-        claim_status ? "on " : "off", concurrency, result.prepare_ms.size(), result.failures,
-        prepare.p50, prepare.p99, prepare.p99 / floor_p99, prepare.p99 / (get.p99 + write.p99),
-        100.0 * result.get_wait_ms / total_ms,
-        1000.0 * static_cast<double>(result.prepare_ms.size()) / result.wall_ms);
+        "claim status %s, concurrency %d: floor (GET then durable write) p50 %.3f ms p99 %.3f ms; "
+        "gRPC call with no claims p50 %.3f ms p99 %.3f ms; NodePrepareResources (1 device) %zu "
+        "calls, %d failed, p50 %.3f ms p99 %.3f ms; p99 / floor p99 = %.2f; API GET wait %.0f%% "
+        "of prepare time\n",
+        claim_status ? "on " : "off", concurrency, floor.p50, floor.p99, empty.p50, empty.p99,
+        result.prepare_ms.size(), result.failures, prepare.p50, prepare.p99,
+        prepare.p99 / floor.p99, 100.0 * result.get_wait_ms / total_ms);
   }
   std::printf("claim status writes: %zu PATCH requests (an apply after each prepare and each "
               "unprepare, coalesced per claim), writer %s\n",
@@ -334,6 +338,7 @@ int main(int argc, char** argv) {
   std::printf("RSS of this process (driver parts + API double + client): %.1f MiB\n",
               static_cast<double>(efadra::bench::SampleProcess(0).rss_kib) / 1024.0);
   client->reset();
+  floor_client->reset();
   api.Stop();
   std::filesystem::remove_all(scratch);
   std::filesystem::remove_all(state_dir);
