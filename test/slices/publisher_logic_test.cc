@@ -237,7 +237,10 @@ TEST_F(PublisherLogicTest, FlappingPortCostsAtMostTheWriteBucketsRate) {
   PublisherOptions options = Options();
   options.resync = milliseconds(2);  // a scan, and a flap, every 2 ms
   options.write_burst = 2;
-  options.write_refill = milliseconds(200);
+  // A token per second: several flaps arrive per token however slow the scans get. Under
+  // ThreadSanitizer on a loaded two-core machine a scan and its write took 0.3 s, which a
+  // refill of 0.2 s outpaced: every flap found a token and nothing was held back.
+  options.write_refill = milliseconds(1000);
   std::atomic<bool> flapping{true};
   std::atomic<int> flips{0};
   auto with_port = [](const char* state) {
@@ -256,7 +259,7 @@ TEST_F(PublisherLogicTest, FlappingPortCostsAtMostTheWriteBucketsRate) {
       options);
   ASSERT_TRUE(publisher.Start().ok());
   // Generous: under ThreadSanitizer on a loaded machine a scan takes far longer than 2 ms.
-  ASSERT_TRUE(WaitFor([&] { return flips >= 150; }, std::chrono::seconds(120)));
+  ASSERT_TRUE(WaitFor([&] { return flips >= 50; }, std::chrono::seconds(120)));
   flapping = false;
   const auto elapsed = std::chrono::steady_clock::now() - start;
   const int writes = api_.Writes();
