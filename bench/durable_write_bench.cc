@@ -1,7 +1,7 @@
 // durable_write_bench: what each way of making a new checkpoint-sized file durable costs on the
 // disk under --dir, next to the one the driver uses (docs/performance.md, "Claim preparation").
-//  rename:  a temporary file, written, fsync, rename to the final name, fsync of the directory
-//           (core::Filesystem::WriteFileAtomic with durable = true, what the checkpoint uses);
+//  rename:  core::Filesystem::WriteFileAtomic with durable = true, the call the checkpoint
+//           uses (a temporary file, written, fsync, rename to the final name, directory fsync);
 //  create:  the final name created with O_EXCL, written, fsync, fsync of the directory;
 //  create, no directory fsync: the same without the directory's fsync (fsync(2) promises
 //           nothing for the directory entry: shown for its cost only).
@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "bench_support.h"
+#include "efadra/core/filesystem.h"
 
 namespace {
 
@@ -50,26 +51,31 @@ void WriteSynced(const std::string& path, const std::string& content) {
 
 enum class Way { kRename, kCreate, kCreateNoDirectorySync };
 
-void Write(Way way, const std::string& dir, const std::string& path, const std::string& content) {
+void Write(Way way, efadra::core::Filesystem& dir_fs, const std::string& dir,
+           const std::string& name, const std::string& content) {
   if (way == Way::kRename) {
-    const std::string tmp = dir + "/.checkpoint.tmp";
-    WriteSynced(tmp, content);
-    if (::rename(tmp.c_str(), path.c_str()) != 0) Die("rename to " + path);
-  } else {
-    WriteSynced(path, content);
+    // The driver's own code, as the preparer calls it for a checkpoint.
+    const efadra::Status written = dir_fs.WriteFileAtomic("/" + name, content, {.durable = true});
+    if (!written.ok()) {
+      std::fprintf(stderr, "durable_write_bench: %s\n", written.ToString().c_str());
+      std::exit(1);
+    }
+    return;
   }
-  if (way != Way::kCreateNoDirectorySync) SyncDirectory(dir);
+  WriteSynced(dir + "/" + name, content);
+  if (way == Way::kCreate) SyncDirectory(dir);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
   const efadra::bench::Flags flags(argc, argv);
-  std::string dir_template = flags.String("dir", "/var/tmp") + "/durable-write-bench-XXXXXX";
+  std::string dir_template = flags.String("--dir", "/var/tmp") + "/durable-write-bench-XXXXXX";
   if (::mkdtemp(dir_template.data()) == nullptr) Die("mkdtemp " + dir_template);
   const std::string dir = dir_template;
-  const long writes = flags.Long("writes", 300);
-  const long rounds = flags.Long("rounds", 3);
+  const auto dir_fs = efadra::core::NewPosixFilesystem(dir);
+  const long writes = flags.Long("--writes", 300);
+  const long rounds = flags.Long("--rounds", 3);
   const std::string content(1500, 'x');  // about a one-device checkpoint
   const std::map<Way, std::string> names = {
       {Way::kRename, "temporary file + rename + directory fsync (the driver's)"},
@@ -79,9 +85,10 @@ int main(int argc, char** argv) {
   for (long round = 0; round < rounds; ++round) {
     for (const auto& [way, name] : names) {
       for (long i = 0; i < writes; ++i) {
-        const std::string path = dir + "/checkpoint-" + std::to_string(i) + ".json";
+        const std::string file = "checkpoint-" + std::to_string(i) + ".json";
+        const std::string path = dir + "/" + file;
         const auto start = Clock::now();
-        Write(way, dir, path, content);
+        Write(way, *dir_fs, dir, file, content);
         samples[way].push_back(
             std::chrono::duration<double, std::milli>(Clock::now() - start).count());
         if (::unlink(path.c_str()) != 0) Die("unlink " + path);

@@ -187,13 +187,17 @@ std::vector<double> PingPong(int count) {
 
 int main(int argc, char** argv) {
   const efadra::bench::Flags flags(argc, argv);
-  const int calls = static_cast<int>(flags.Long("calls", 1000));
-  const int rounds = static_cast<int>(flags.Long("rounds", 3));
-  const int queue_threads = static_cast<int>(flags.Long("queue-threads", 8));
-  const int min_pollers = static_cast<int>(flags.Long("min-pollers", 2));
-  const int max_pollers = static_cast<int>(flags.Long("max-pollers", 16));
+  const int calls = static_cast<int>(flags.Long("--calls", 1000));
+  const int rounds = static_cast<int>(flags.Long("--rounds", 3));
+  const int queue_threads = static_cast<int>(flags.Long("--queue-threads", 8));
+  const int min_pollers = static_cast<int>(flags.Long("--min-pollers", 2));
+  const int max_pollers = static_cast<int>(flags.Long("--max-pollers", 16));
   char scratch_template[] = "/tmp/grpc-server-bench-XXXXXX";
-  const std::string scratch = ::mkdtemp(scratch_template);
+  if (::mkdtemp(scratch_template) == nullptr) {
+    std::perror("grpc_server_bench: mkdtemp /tmp/grpc-server-bench-XXXXXX");
+    return 1;
+  }
+  const std::string scratch = scratch_template;
   const std::string address = "unix:" + scratch + "/dra.sock";
   std::map<std::pair<std::string, int>, Figures> figures;  // (server, concurrency)
   for (int round = 0; round < rounds; ++round) {
