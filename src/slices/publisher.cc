@@ -668,6 +668,8 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     syncing_ = false;
+    recheck = relisted_during_sync_;
+    relisted_during_sync_ = false;
     for (const auto& event : pending_events_) {
       if (DiffersLocked(event.type, event.name, event.resource_version)) recheck = true;
     }
@@ -733,9 +735,14 @@ void Publisher::WatchLoop() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       synced_before = state_.first_publish_done;
-      // While a sync runs, known_ is in flux; the pending events cover what it wrote.
-      for (const auto& [name, version] : known_) {
-        if (!syncing_ && listed.count(name) == 0) differs = true;
+      // While a sync runs, known_ is in flux: the pending events cover what the sync wrote
+      // and comes to see, and the pool is checked again after it for what it missed.
+      if (syncing_) {
+        relisted_during_sync_ = true;
+      } else {
+        for (const auto& [name, version] : known_) {
+          if (listed.count(name) == 0) differs = true;
+        }
       }
     }
     if (differs && synced_before) MarkDirty();

@@ -6,6 +6,7 @@
 
 #include <condition_variable>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -37,7 +38,7 @@ class MemorySliceApi : public SliceApi {
   }
 
   Result<nlohmann::json> CreateSlice(const nlohmann::json& slice) override {
-    std::lock_guard<std::mutex> lock(mutex_);
+    std::unique_lock<std::mutex> lock(mutex_);
     ++writes_;
     EFADRA_RETURN_IF_ERROR(Injected(__func__));
     nlohmann::json stored = slice;
@@ -53,6 +54,9 @@ class MemorySliceApi : public SliceApi {
     stored["metadata"]["resourceVersion"] = std::to_string(++version_);
     slices_[name] = stored;
     Notify("ADDED", stored);
+    const auto created = on_created_;
+    lock.unlock();
+    if (created) created();
     return stored;
   }
 
@@ -131,6 +135,12 @@ class MemorySliceApi : public SliceApi {
     fail_status_ = status;
     fail_method_ = std::move(method);
   }
+  // Runs after each create is stored, before the caller sees its response (outside the lock, so
+  // it may call the test controls below).
+  void OnCreated(std::function<void()> hook) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    on_created_ = std::move(hook);
+  }
   // An outside actor (the kubelet) deletes every slice.
   void DeleteAll() {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -183,6 +193,7 @@ class MemorySliceApi : public SliceApi {
   int writes_ = 0;
   int fail_count_ = 0;
   int drop_generation_ = 0;
+  std::function<void()> on_created_;
   Status fail_status_;
   std::string fail_method_;
 };

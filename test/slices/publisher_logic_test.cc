@@ -163,6 +163,33 @@ TEST_F(PublisherLogicTest, ExternalDeleteAndDroppedWatches) {
   }
 }
 
+// The watch ends (dropped) and the pool is deleted while a sync is still writing: the sync's
+// own slice is gone before the sync has recorded it, and its DELETED event went with the watch.
+// The relist that follows sees an empty pool while the publisher's record is in flux; the
+// publisher must check the pool again once the sync is done instead of trusting what the sync
+// wrote (the resync is an hour away). ExternalDeleteAndDroppedWatches meets the same race
+// when one of its rounds lands inside the previous round's repair.
+TEST_F(PublisherLogicTest, APoolDeletedWhileASyncWritesIsRepairedAfterTheRelist) {
+  PublisherOptions options = Options();
+  options.resync = std::chrono::hours(1);
+  Publisher publisher(api_, Scanner(), options);
+  ASSERT_TRUE(publisher.Start().ok());
+  ASSERT_TRUE(WaitFor([&] { return publisher.FirstPublishDone(); }));
+  std::atomic<bool> armed{true};
+  std::atomic<bool> relisted{false};
+  api_.OnCreated([&] {
+    if (!armed.exchange(false)) return;
+    const auto watches = publisher.State().watches;
+    api_.DropWatches();
+    api_.DeleteAll();
+    relisted = WaitFor([&] { return publisher.State().watches > watches; });
+  });
+  api_.DeleteAll();  // repaired by a sync whose create runs the hook above
+  ASSERT_TRUE(WaitFor([&] { return !armed && relisted; }));
+  EXPECT_TRUE(WaitFor([&] { return Converged(); }, milliseconds(5000)));
+  api_.OnCreated(nullptr);
+}
+
 TEST_F(PublisherLogicTest, FailuresAndConflictsConverge) {
   struct Case {
     std::string name;

@@ -200,6 +200,10 @@ class Publisher {
     std::string resource_version;
   };
   bool syncing_ = false;  // a SyncOnce is writing; events wait in pending_
+  // The watch re-listed while a sync was writing. The list cannot be judged against known_ then
+  // (a slice the sync wrote and someone deleted before the list is in neither), so the pool is
+  // checked again once the sync is done.
+  bool relisted_during_sync_ = false;
   std::vector<SeenEvent> pending_events_;
   PublisherState state_;
 
