@@ -17,6 +17,8 @@ set -euo pipefail
 packages=(
   # toolchain
   g++ cmake ninja-build pkg-config git
+  # compile cache (CMakeLists.txt uses it when present; CI's four builds share it)
+  ccache
   # fuzz targets: clang with libFuzzer (in compiler-rt)
   clang libclang-rt-14-dev
   # libraries (docs/dependencies.md says which one does what)
