@@ -678,6 +678,7 @@ Status Publisher::SyncOnce(const discovery::Inventory& inventory) {
   if (recheck || sharing_just_dropped) MarkDirty();
   std::lock_guard<std::mutex> lock(mutex_);
   ++state_.syncs;
+  wake_.notify_all();  // the watch waits for the first sync
   if (status.ok()) {
     state_.last_error.clear();
   } else {
@@ -714,6 +715,14 @@ bool Publisher::DiffersFromKnown(const std::string& type, const json& object) {
 }
 
 void Publisher::WatchLoop() {
+  // The first list waits for the first sync to finish: a list taken while a sync writes cannot
+  // be judged against known_ (see relisted_during_sync_), which costs a second sync, and before
+  // the first sync there is nothing of ours to watch over.
+  {
+    std::unique_lock<std::mutex> lock(mutex_);
+    wake_.wait(lock, [this] { return stopping_ || state_.syncs > 0; });
+    if (stopping_) return;
+  }
   int failures = 0;
   while (!stop_flag_) {
     Result<json> list = api_.ListSlices(options_.driver_name, options_.node_name);
