@@ -90,11 +90,14 @@ def apply(manifest, namespace="default"):
 
 
 def delete(manifest, namespace="default"):
+    """kubectl delete, waiting until the objects are gone. A pod gets 1 s to stop: the docs'
+    examples run `sleep infinity` as PID 1, which ignores SIGTERM, so their 30 s default grace
+    period would pass in full every time; the claims are unprepared after the kill all the same."""
+    flags = ["delete", "-n", namespace, "--ignore-not-found", "--wait=true", "--grace-period=1",
+             "--timeout=120s", "-f"]
     if isinstance(manifest, str):
-        return kubectl("delete", "-n", namespace, "--ignore-not-found", "--wait=true",
-                       "--timeout=120s", "-f", manifest)
-    return kubectl("delete", "-n", namespace, "--ignore-not-found", "--wait=true",
-                   "--timeout=120s", "-f", "-",
+        return kubectl(*flags, manifest)
+    return kubectl(*flags, "-",
                    input=json.dumps({"apiVersion": "v1", "kind": "List", "items": manifest}))
 
 
@@ -505,6 +508,9 @@ def example_shared_claim():
         uid = claim["metadata"]["uid"]
         check(any(uid in name for name in cdi_specs()), f"no CDI spec for claim {uid}: {list(cdi_specs())}")
         kubectl("delete", "deployment", "efa-sharers", "--wait=true", "--timeout=120s")
+        # The garbage collector would give the pods their 30 s grace period (see delete()).
+        kubectl("delete", "pods", "-l", "app=efa-sharers", "--ignore-not-found", "--grace-period=1",
+                "--wait=false")
         wait_for("sharer pods gone", lambda: not kjson("get", "pods", "-l", "app=efa-sharers")["items"], 120)
         kubectl("delete", "resourceclaim", "shared-efas", "--wait=true", "--timeout=120s")
         deleted = True

@@ -314,6 +314,11 @@ log "images imported: $(ctr images ls -q 2>/dev/null | grep -vc '^sha256:') name
 echo "$WORK/node/$topology" > "$WORK/topology-dir"
 
 # --- kubelet (cgroup v1 on this VM: failCgroupV1 false, cgroupfs driver; no swap check).
+# syncFrequency 10s (default 1m): a pod whose NodePrepareResources failed is tried again only at
+# its worker's next periodic sync, because SyncPod returns without an error after
+# FailedPrepareDynamicResources (kuberuntime_manager.go) and the pod worker then waits the
+# resync interval with up to 50 % jitter, not its 10 s error backoff. The resilience scenarios
+# create a pod while the driver is down; with the default they waited 60-90 s for that retry.
 # The kubelet sets vm.overcommit_memory, kernel.panic and kernel.panic_on_oops on the host
 # (protectKernelDefaults would make it refuse to start instead); down.sh puts them back.
 for sysctl in vm.overcommit_memory kernel.panic kernel.panic_on_oops; do
@@ -325,6 +330,7 @@ kind: KubeletConfiguration
 failCgroupV1: false
 cgroupDriver: cgroupfs
 failSwapOn: false
+syncFrequency: 10s
 containerRuntimeEndpoint: unix://$WORK/containerd/containerd.sock
 address: $NODE_IP
 port: 10250
