@@ -191,7 +191,9 @@ TEST_F(PublisherTest, EmptyNodePublishesEmptyPool) {
 TEST_F(PublisherTest, NoWritesOverManyResyncs) {
   FakeNode node(testing::P5Inventory());
   Publisher& publisher = StartPublisher(node);
-  ASSERT_TRUE(WaitFor([&] { return publisher.FirstPublishDone(); }));
+  // Up: the first publish done and the watch established. Its list follows the first sync, and
+  // the double records a request before it answers it, so the list is counted before the clear.
+  ASSERT_TRUE(WaitFor([&] { return publisher.FirstPublishDone() && publisher.State().watches > 0; }));
   server_.ClearRequests();
   const uint64_t scans = publisher.State().scans;
   ASSERT_TRUE(WaitFor([&] { return publisher.State().scans >= scans + 40; }));
