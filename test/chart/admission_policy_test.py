@@ -22,11 +22,11 @@ NODE_NAME_KEY = "authentication.kubernetes.io/node-name"
 
 
 def render(helm, root, kube_version):
-    home = tempfile.mkdtemp()
-    out = subprocess.run(
-        [helm, "template", "efa", os.path.join(root, "deploy/helm/efa-dra-driver"),
-         "--namespace", NAMESPACE, "--kube-version", kube_version],
-        check=True, capture_output=True, text=True, env=dict(os.environ, HOME=home)).stdout
+    with tempfile.TemporaryDirectory() as home:
+        out = subprocess.run(
+            [helm, "template", "efa", os.path.join(root, "deploy/helm/efa-dra-driver"),
+             "--namespace", NAMESPACE, "--kube-version", kube_version],
+            check=True, capture_output=True, text=True, env=dict(os.environ, HOME=home)).stdout
     docs = [d for d in yaml.safe_load_all(out) if d]
     policies = [d for d in docs if d["kind"] == "ValidatingAdmissionPolicy"]
     accounts = [d for d in docs if d["kind"] == "ServiceAccount"]

@@ -5,8 +5,10 @@ Usage: chart_test.py HELM REPO_ROOT KUBE_VERSION
 
 KUBE_VERSION is the Kubernetes version templates are rendered for: offline, helm template
 assumes v1.20, which the chart's kubeVersion (>= 1.34) refuses."""
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,7 +24,9 @@ CHART = os.path.join(ROOT, "deploy", "helm", "efa-dra-driver")
 EXAMPLES = os.path.join(ROOT, "docs", "examples")
 YAMLLINT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "yamllint.yaml")
 # Helm keeps caches and its repository list under $HOME; a scratch one keeps the test hermetic.
-HELM_ENV = dict(os.environ, HOME=tempfile.mkdtemp(prefix="chart-test-helm-"))
+HELM_HOME = tempfile.mkdtemp(prefix="chart-test-helm-")
+atexit.register(shutil.rmtree, HELM_HOME, ignore_errors=True)
+HELM_ENV = dict(os.environ, HOME=HELM_HOME)
 
 
 def render(*args, expect_ok=True):

@@ -19,11 +19,11 @@ DRIVER_AGENT = "efa-dra-driver/"
 
 
 def cluster_role_rules(helm, root, kube_version):
-    home = tempfile.mkdtemp()
-    out = subprocess.run(
-        [helm, "template", "efa", os.path.join(root, "deploy/helm/efa-dra-driver"),
-         "--namespace", "efa-system", "--kube-version", kube_version],
-        check=True, capture_output=True, text=True, env=dict(os.environ, HOME=home)).stdout
+    with tempfile.TemporaryDirectory() as home:
+        out = subprocess.run(
+            [helm, "template", "efa", os.path.join(root, "deploy/helm/efa-dra-driver"),
+             "--namespace", "efa-system", "--kube-version", kube_version],
+            check=True, capture_output=True, text=True, env=dict(os.environ, HOME=home)).stdout
     roles = [d for d in yaml.safe_load_all(out) if d and d["kind"] in ("ClusterRole", "Role")]
     if not roles:
         sys.exit("the chart renders no ClusterRole")

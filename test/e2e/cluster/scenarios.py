@@ -1581,12 +1581,11 @@ class DeviceClassWatch:
 
 def build_dranet_standin_image():
     """scratch + the accel-driver binary (static), imported into the node's containerd."""
-    root = tempfile.mkdtemp(prefix="dranet-standin-")
-    run(["cp", f"{BIN}/accel-driver", f"{root}/accel-driver"])
-    archive = run(["bash", "-c", f"tar -C {root} -c . | podman import - localhost/efa-e2e/dranet-standin:1 "
-                   f"> /dev/null && podman save --format docker-archive localhost/efa-e2e/dranet-standin:1 2>/dev/null | "
-                   f"{BIN}/ctr --address {WORK}/containerd/containerd.sock -n k8s.io images import - > /dev/null"])
-    return archive
+    with tempfile.TemporaryDirectory(prefix="dranet-standin-") as root:
+        run(["cp", f"{BIN}/accel-driver", f"{root}/accel-driver"])
+        return run(["bash", "-c", f"tar -C {root} -c . | podman import - localhost/efa-e2e/dranet-standin:1 "
+                    f"> /dev/null && podman save --format docker-archive localhost/efa-e2e/dranet-standin:1 2>/dev/null | "
+                    f"{BIN}/ctr --address {WORK}/containerd/containerd.sock -n k8s.io images import - > /dev/null"])
 
 
 @scenario("migration-from-aws-dranet")
