@@ -170,13 +170,16 @@ TEST_F(PublisherLogicTest, ExternalDeleteAndDroppedWatches) {
 // wrote (the resync is an hour away). ExternalDeleteAndDroppedWatches meets the same race
 // when one of its rounds lands inside the previous round's repair.
 TEST_F(PublisherLogicTest, APoolDeletedWhileASyncWritesIsRepairedAfterTheRelist) {
+  // Declared before the publisher, so they outlive its last create even when an assertion
+  // below ends the test early.
+  std::atomic<bool> armed{false};
+  std::atomic<bool> relisted{false};
   PublisherOptions options = Options();
   options.resync = std::chrono::hours(1);
   Publisher publisher(api_, Scanner(), options);
   ASSERT_TRUE(publisher.Start().ok());
   ASSERT_TRUE(WaitFor([&] { return publisher.FirstPublishDone(); }));
-  std::atomic<bool> armed{true};
-  std::atomic<bool> relisted{false};
+  armed = true;
   api_.OnCreated([&] {
     if (!armed.exchange(false)) return;
     const auto watches = publisher.State().watches;
